@@ -1,0 +1,43 @@
+"""Write one benchmark's section of docs/benchmarks.md, leaving the other sections alone."""
+
+from __future__ import annotations
+
+import fcntl
+import platform
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Each section is written by the script named in it (`benchmarks/`), which measures annobridge and a\n"
+    "baseline in the same run on the same machine. Re-run a script to refresh its section.\n"
+)
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_section(name: str, markdown: str) -> Path:
+    """Replace (or append) the section delimited by markers for ``name``."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = (
+        f"<!-- BEGIN {name} -->\n{markdown.rstrip()}\n\n"
+        f"_Measured {stamp} on {machine()}._\n<!-- END {name} -->"
+    )
+    lock = DOC.with_suffix(".lock")
+    with lock.open("w") as lock_fh:
+        fcntl.flock(lock_fh, fcntl.LOCK_EX)
+        text = DOC.read_text(encoding="utf-8") if DOC.exists() else HEADER
+        pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda _m: block, text)
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+        DOC.write_text(text, encoding="utf-8")
+    return DOC

@@ -1,0 +1,252 @@
+"""The interface every adapter implements, and the URL strings that pick one."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from types import TracebackType
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+from .config import AdapterConfig
+from .errors import MissingDependencyError, UsageError
+from .model import Answer, Document, LabelSchema, Prediction, Record
+
+__all__ = ["Adapter", "AdapterURL", "Capabilities", "ImportResult"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a tool supports, so callers can check before they ask."""
+
+    create_project: bool = False
+    import_documents: bool = False
+    push_predictions: bool = False
+    pull: bool = True
+    pull_since: bool = False
+    per_annotator: bool = False
+    prediction_scores: bool = False
+    overlapping_spans: bool = False
+    tasks: tuple[str, ...] = ("ner", "spans", "textcat", "textcat_multilabel")
+
+    def enabled(self) -> list[str]:
+        return [f.name for f in fields(self) if f.name != "tasks" and getattr(self, f.name)]
+
+
+@dataclass
+class ImportResult:
+    """What an import or push did: every input is created, already there, or failed with a reason."""
+
+    created: int = 0
+    existing: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    native_ids: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.created + self.existing + len(self.failed)
+
+    def merge(self, other: ImportResult) -> None:
+        self.created += other.created
+        self.existing += other.existing
+        self.failed.extend(other.failed)
+        self.native_ids.update(other.native_ids)
+
+
+_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class AdapterURL:
+    """A parsed source/destination string.
+
+    Two shapes: ``scheme://host:port/path?k=v`` for servers and ``scheme:path?k=v``
+    for files. A scheme may carry a transport, ``labelstudio+http://``.
+    A bare path is given the scheme its extension suggests (``.jsonl`` -> ``jsonl``).
+    """
+
+    scheme: str
+    raw: str
+    path: str
+    host: str | None = None
+    port: int | None = None
+    transport: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, value: str | os.PathLike[str]) -> AdapterURL:
+        raw = os.fspath(value)
+        head, sep, rest = raw.partition(":")
+        looks_like_scheme = sep and head and head.replace("+", "").replace("-", "").replace("_", "").isalnum()
+        if not looks_like_scheme or len(head) == 1:  # "C:\\..." is a drive, not a scheme
+            return cls._from_bare_path(raw)
+        scheme, _, transport = head.lower().partition("+")
+        query = ""
+        if rest.startswith("//"):
+            parts = urlsplit("x:" + rest)
+            try:
+                port = parts.port
+            except ValueError:
+                raise UsageError(f"Bad port in {redact(raw)!r}") from None
+            return cls(
+                scheme=scheme,
+                raw=raw,
+                path=parts.path,
+                host=parts.hostname,
+                port=port,
+                transport=transport or None,
+                params=dict(parse_qsl(parts.query)),
+            )
+        path, _, query = rest.partition("?")
+        return cls(scheme=scheme, raw=raw, path=path, transport=transport or None, params=dict(parse_qsl(query)))
+
+    @classmethod
+    def _from_bare_path(cls, raw: str) -> AdapterURL:
+        path, _, query = raw.partition("?")
+        lower = path.lower()
+        if lower.endswith((".db", ".sqlite", ".sqlite3")):
+            scheme = "prodigy"
+        elif lower.endswith((".jsonl", ".jsonl.gz", ".json", ".csv", ".txt", ".spacy")):
+            scheme = "jsonl" if lower.endswith((".jsonl", ".jsonl.gz")) else "file"
+        else:
+            raise UsageError(
+                f"Cannot tell which tool {raw!r} belongs to. Prefix it with a scheme, "
+                "e.g. 'jsonl:records.jsonl', 'prodigy:prodigy.db?dataset=news' or "
+                "'labelstudio://127.0.0.1:8080/projects/1'. 'annobridge adapters' lists them."
+            )
+        return cls(scheme=scheme, raw=raw, path=path, params=dict(parse_qsl(query)))
+
+    def base_url(self) -> str:
+        """``http(s)://host:port``: https unless asked for http or talking to loopback."""
+        if not self.host:
+            raise UsageError(f"{self.scheme}: URL needs a host, e.g. {self.scheme}://127.0.0.1:8080/...")
+        proto = self.transport or ("http" if is_loopback(self.host) else "https")
+        if proto not in ("http", "https"):
+            raise UsageError(f"Unknown transport {proto!r}: use {self.scheme}+http:// or {self.scheme}+https://")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{proto}://{host}" + (f":{self.port}" if self.port else "")
+
+    def __str__(self) -> str:
+        return redact(self.raw)
+
+
+def redact(url: str) -> str:
+    """Hide user:password@ and secret-looking query values in a URL for messages."""
+    import re
+
+    url = re.sub(r"//[^/@\s]+@", "//***@", url)
+    return re.sub(r"(?i)((?:token|key|password|secret)=)[^&\s]+", r"\1***", url)
+
+
+class Adapter(ABC):
+    """One annotation tool. Subclasses translate; they keep no state the tool does not."""
+
+    scheme: ClassVar[str]
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: optional modules this adapter imports, mapped to the extra that installs them
+    requires: ClassVar[dict[str, str]] = {}
+    url_example: ClassVar[str] = ""
+
+    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None) -> None:
+        self.url = url
+        self.config = config or AdapterConfig.for_scheme(url.scheme)
+        #: after a pull: a value to pass as ``since`` next time to get only what changed
+        self.cursor: Any = None
+        #: inputs a pull could not turn into records, as (where, reason); reports count them
+        self.skipped: list[tuple[str, str]] = []
+
+    @classmethod
+    def check_dependencies(cls) -> None:
+        import importlib.util
+
+        for module, extra in cls.requires.items():
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependencyError(cls.scheme, module, extra)
+
+    # -- operations; adapters override what their capabilities claim -------------
+
+    def ensure_project(self, schema: LabelSchema) -> Any:
+        """Create the project/dataset for ``schema`` if missing; check it matches if present."""
+        raise self._unsupported("creating projects")
+
+    def import_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        schema: LabelSchema | None = None,
+        predictions: dict[str, Prediction] | None = None,
+    ) -> ImportResult:
+        """Add documents (optionally with a pre-annotation each, keyed by document id).
+
+        Idempotent: a document whose id is already in the project is not added again.
+        """
+        raise self._unsupported("importing documents")
+
+    def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
+        """Attach model pre-annotations to documents (imported first when missing)."""
+        raise self._unsupported("pushing predictions")
+
+    @abstractmethod
+    def pull(
+        self,
+        *,
+        answers: Collection[Answer] | None = None,
+        since: Any = None,
+    ) -> Iterator[Record]:
+        """Yield one :class:`Record` per document with all its annotations.
+
+        ``answers`` keeps only annotations with those answers; ``since`` (a cursor
+        from :attr:`cursor`, or a datetime) limits to what changed after it.
+        """
+
+    def skip(self, where: str, reason: str) -> None:
+        """Account for an input the adapter cannot yield (the export report lists it)."""
+        self.skipped.append((where, reason))
+
+    def count(self) -> int | None:
+        """How many records a full pull yields, when cheap to know (for progress bars)."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Adapter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _unsupported(self, what: str) -> UsageError:
+        return UsageError(f"The {self.scheme} adapter does not support {what}.")
+
+
+def filter_answers(record: Record, answers: Collection[Answer] | None) -> Record:
+    if answers is None:
+        return record
+    keep = set(answers)
+    record.annotations = [a for a in record.annotations if a.answer in keep]
+    return record
+
+
+def as_datetime(value: Any) -> datetime | None:
+    from .model import _dt_from_json
+
+    return _dt_from_json(value)
