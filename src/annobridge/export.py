@@ -203,8 +203,7 @@ def export(
                     writer = writers.get(split_name)
                     if writer is None:
                         writer = writers[split_name] = make_writer(format, out, split_name, shard_size)
-                    index = writer.count
-                    file = writer.add(result.doc, record)
+                    file, index = writer.add(result.doc, record)
                     report.records_exported += 1
                     report.docs_per_split[split_name] += 1
                     split_labels = report.labels_per_split.setdefault(split_name, Counter())
@@ -220,7 +219,7 @@ def export(
                                 "id": record.id,
                                 "split": split_name,
                                 "file": file,
-                                "index": index if format == "spacy" else writer.count - 1,
+                                "index": index,
                                 "native_ids": record.native_ids or None,
                             },
                             ensure_ascii=False,

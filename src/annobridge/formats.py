@@ -21,13 +21,13 @@ _WHITESPACE = re.compile(r"\s")
 
 
 class SplitWriter:
-    """Writes one split; ``add`` returns the file (relative to the output dir) the doc went to."""
+    """Writes one split; ``add`` returns where the doc went: (file relative to the output dir, index in it)."""
 
     def __init__(self, out_dir: Path, split: str) -> None:
         self.out_dir, self.split = out_dir, split
         self.count = 0
 
-    def add(self, doc: Doc, record: Record) -> str:
+    def add(self, doc: Doc, record: Record) -> tuple[str, int]:
         raise NotImplementedError
 
     def close(self) -> list[str]:
@@ -53,13 +53,13 @@ class DocBinWriter(SplitWriter):
     def _current(self) -> str:
         return f"{self.split}/{self.split}-{self._shard:04d}.spacy"
 
-    def add(self, doc: Doc, record: Record) -> str:
-        name = self._current
+    def add(self, doc: Doc, record: Record) -> tuple[str, int]:
+        name, index = self._current, len(self._bin)
         self._bin.add(doc)
         self.count += 1
         if len(self._bin) >= self.shard_size:
             self._flush()
-        return name
+        return name, index
 
     def _flush(self) -> None:
         if len(self._bin):
@@ -81,10 +81,10 @@ class _TextFileWriter(SplitWriter):
         self.name = f"{split}{self.suffix}"
         self._fh: IO[str] = (out_dir / self.name).open("w", encoding="utf-8")
 
-    def add(self, doc: Doc, record: Record) -> str:
+    def add(self, doc: Doc, record: Record) -> tuple[str, int]:
         self._write(doc, record)
         self.count += 1
-        return self.name
+        return self.name, self.count - 1
 
     def _write(self, doc: Doc, record: Record) -> None:
         raise NotImplementedError

@@ -289,10 +289,13 @@ class LabelSchema:
 
     @classmethod
     def infer(cls, task: TaskKind | str, records: Iterable[Record]) -> LabelSchema:
-        """Collect the labels seen in annotations and predictions (sorted)."""
+        """Collect the labels the task uses (span labels or category labels) seen in annotations and predictions."""
+        kind = TaskKind(task)
         labels: set[str] = set()
         for record in records:
             for item in [*record.annotations, *record.predictions]:
-                labels.update(s.label for s in item.spans)
-                labels.update(item.categories)
-        return cls(task=TaskKind(task), labels=sorted(labels))
+                if kind.is_span_task:
+                    labels.update(s.label for s in item.spans)
+                else:
+                    labels.update(item.categories)
+        return cls(task=kind, labels=sorted(labels))

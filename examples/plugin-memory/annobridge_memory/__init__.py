@@ -1,0 +1,57 @@
+"""A fifth adapter, ``memory:NAME``, written the way any third party would write one.
+
+Records live in a process-wide dict keyed by NAME; useful in tests and notebooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator
+from typing import Any, Callable
+
+import annobridge
+from annobridge import Adapter, Answer, Capabilities, Document, ImportResult, LabelSchema, Prediction, Record
+
+STORES: dict[str, dict[str, Record]] = {}
+
+
+class MemoryAdapter(Adapter):
+    scheme = "memory"
+    description = "records kept in this Python process (example plugin)"
+    url_example = "memory:scratch"
+    capabilities = Capabilities(create_project=True, import_documents=True, push_predictions=True, pull=True)
+
+    @property
+    def store(self) -> dict[str, Record]:
+        return STORES.setdefault(self.url.path or "default", {})
+
+    def ensure_project(self, schema: LabelSchema) -> dict[str, Record]:
+        return self.store
+
+    def import_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        schema: LabelSchema | None = None,
+        predictions: dict[str, Prediction] | None = None,
+    ) -> ImportResult:
+        result = ImportResult()
+        for doc in documents:
+            if doc.id in self.store:
+                result.existing += 1
+                continue
+            record = Record(doc)
+            if predictions and doc.id in predictions:
+                record.predictions.append(predictions[doc.id])
+            self.store[doc.id] = record
+            result.created += 1
+        return result
+
+    def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+        for record in self.store.values():
+            anns = [a for a in record.annotations if answers is None or a.answer in answers]
+            yield Record(record.document, anns, list(record.predictions), dict(record.native_ids))
+
+
+@annobridge.hookimpl
+def register_adapters(register: Callable[[type[Adapter]], None]) -> None:
+    register(MemoryAdapter)
