@@ -87,13 +87,14 @@ class DocConverter:
 
     # -- spans ---------------------------------------------------------------
 
-    def _align(self, doc: Doc, spans: Iterable[Span], notes: list[str]) -> list[SpacySpan]:
+    def _align(self, doc: Doc, text: str, spans: Iterable[Span], notes: list[str]) -> list[SpacySpan]:
+        # ``text`` is passed in: ``doc.text`` rebuilds the string from every token on each access
         aligned: list[SpacySpan] = []
         for span in spans:
             if self._labels and span.label not in self._labels:
                 notes.append(f"dropped: label {span.label!r} not in the label set")
                 continue
-            checked = check_span(doc.text, span)
+            checked = check_span(text, span)
             if checked.span is None:
                 notes.append(f"dropped: {checked.note}")
                 continue
@@ -116,7 +117,7 @@ class DocConverter:
     def _spans(self, text: str, merged: Merged) -> ConversionResult:
         doc = self.nlp.make_doc(text)
         notes: list[str] = []
-        positives = self._align(doc, merged.spans, notes)
+        positives = self._align(doc, text, merged.spans, notes)
         if self.schema.task == TaskKind.SPANS:
             unique = {(s.start, s.end, s.label): s for s in positives}
             doc.spans[self.schema.spans_key] = list(unique.values())
@@ -127,7 +128,7 @@ class DocConverter:
                 notes.extend(["dropped: overlaps a longer entity (ner allows no overlaps)"] * (len(positives) - len(kept)))
             doc.set_ents(kept, default="outside" if merged.complete else "missing")
             labels = [s.label_ for s in kept]
-            incorrect = self._align(doc, merged.incorrect_spans, notes)
+            incorrect = self._align(doc, text, merged.incorrect_spans, notes) if merged.incorrect_spans else []
             if incorrect:
                 doc.spans[self.incorrect_spans_key] = incorrect
             elif not merged.complete and not kept:

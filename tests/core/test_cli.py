@@ -1,0 +1,64 @@
+import json
+from pathlib import Path
+
+from core_data import synthetic_records
+from typer.testing import CliRunner
+
+from annobridge.adapters.jsonl import write_records
+from annobridge.cli import app
+
+runner = CliRunner()
+
+
+def test_export_clean_data_exits_0_and_prints_next_step(tmp_path: Path) -> None:
+    src = tmp_path / "r.jsonl"
+    write_records(src, synthetic_records(80))
+    result = runner.invoke(app, ["export", f"jsonl:{src}", "--task", "ner", "--out", str(tmp_path / "o"), "--config"])
+    assert result.exit_code == 0, result.output
+    assert "80 records read: 80 exported" in result.output
+    assert "spacy train" in result.output and (tmp_path / "o" / "config.cfg").exists()
+
+
+def test_export_with_data_errors_exits_1_and_says_why(records_file: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", f"jsonl:{records_file}", "-t", "ner", "-o", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["data_errors"] == 3 and report["records_read"] == 304
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["export", "jsonl:x.jsonl", "-o", str(tmp_path)]).exit_code == 2  # no --task
+    bad_scheme = runner.invoke(app, ["export", "nosuchtool://h/p", "-t", "ner", "-o", str(tmp_path)])
+    assert bad_scheme.exit_code == 2 and "No adapter for 'nosuchtool:'" in bad_scheme.output
+    bad_split = runner.invoke(app, ["export", f"jsonl:{tmp_path}/none.jsonl", "-t", "ner", "-o", str(tmp_path), "--split", "a,b"])
+    assert bad_split.exit_code == 2
+    missing = runner.invoke(app, ["export", f"jsonl:{tmp_path}/none.jsonl", "-t", "ner", "-o", str(tmp_path)])
+    assert missing.exit_code == 2 and "No such file" in missing.output
+
+
+def test_import_pull_stats_round_trip(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text('id,text,source\n1,"Maria moved to Oslo",web\n2,"Acme hires",news\n3,,empty\n', encoding="utf-8")
+    dest = f"jsonl:{tmp_path}/store.jsonl"
+    first = runner.invoke(app, ["import", str(corpus), dest])
+    assert first.exit_code == 1 and "2 imported" in first.output and "1 unreadable" in first.output
+    again = runner.invoke(app, ["import", str(corpus), dest])
+    assert "0 imported, 2 already there" in again.output
+    pulled = runner.invoke(app, ["pull", dest, "-o", str(tmp_path / "out.jsonl")])
+    assert pulled.exit_code == 0 and "2 records" in pulled.output
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == ["1", "2"] and lines[0]["meta"] == {"source": "web"}
+    stats = runner.invoke(app, ["stats", dest, "--json"])
+    assert json.loads(stats.output)["records"] == 2
+
+
+def test_adapters_lists_builtins() -> None:
+    result = runner.invoke(app, ["adapters"])
+    assert result.exit_code == 0 and "jsonl" in result.output
+
+
+def test_help_teaches() -> None:
+    result = runner.invoke(app, ["export", "--help"])
+    assert result.exit_code == 0
+    for option in ("--task", "--split", "--merge", "--format", "--align", "--config"):
+        assert option in result.output
