@@ -26,10 +26,7 @@ def write_section(name: str, markdown: str) -> Path:
     """Replace (or append) the section delimited by markers for ``name``."""
     DOC.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    block = (
-        f"<!-- BEGIN {name} -->\n{markdown.rstrip()}\n\n"
-        f"_Measured {stamp} on {machine()}._\n<!-- END {name} -->"
-    )
+    block = f"<!-- BEGIN {name} -->\n{markdown.rstrip()}\n\n_Measured {stamp} on {machine()}._\n<!-- END {name} -->"
     lock = DOC.with_suffix(".lock")
     with lock.open("w") as lock_fh:
         fcntl.flock(lock_fh, fcntl.LOCK_EX)

@@ -118,23 +118,30 @@ def main() -> None:
                         best[kind] = result
             floor, ours = best["floor"], best["annobridge"]
             rows.append((n, n / floor["seconds"], floor["rss_mb"], n / ours["seconds"], ours["rss_mb"]))
-            print(f"{n:>7} floor {n / floor['seconds']:8.0f} docs/s {floor['rss_mb']:6.0f} MB | "
-                  f"annobridge {n / ours['seconds']:8.0f} docs/s {ours['rss_mb']:6.0f} MB | "
-                  f"ratio {floor['seconds'] / ours['seconds']:.2f}", flush=True)
+            print(
+                f"{n:>7} floor {n / floor['seconds']:8.0f} docs/s {floor['rss_mb']:6.0f} MB | "
+                f"annobridge {n / ours['seconds']:8.0f} docs/s {ours['rss_mb']:6.0f} MB | "
+                f"ratio {floor['seconds'] / ours['seconds']:.2f}",
+                flush=True,
+            )
             src.unlink()
     lines = [
         "## Export to sharded DocBins (`benchmarks/bench_export.py`)",
         "",
-        "Synthetic NER records (~30 words, 2 entities, one annotator) in annobridge JSONL -> `.spacy` shards of 10k docs.",
+        "Synthetic NER records (~30 words, 2 entities, one annotator) in annobridge JSONL -> `.spacy` shards",
+        "of 10k docs.",
         "Floor: the same file read line by line, `make_doc` + `char_span` + `doc.ents` + `DocBin.add` (same attrs,",
         "same shard size), nothing else. annobridge: `annobridge.export(...)` with offset checks, merge policy, stable",
-        f"split, manifest and report. Best of {args.repeat} interleaved runs, each in a fresh process (peak RSS = that process).",
+        f"split, manifest and report. Best of {args.repeat} interleaved runs, each in a fresh process",
+        "(peak RSS = that process).",
         "",
         "| records | floor docs/s | floor peak RSS | annobridge docs/s | annobridge peak RSS | throughput ratio |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for n, f_rate, f_rss, a_rate, a_rss in rows:
-        lines.append(f"| {n:,} | {f_rate:,.0f} | {f_rss:,.0f} MB | {a_rate:,.0f} | {a_rss:,.0f} MB | {a_rate / f_rate:.2f}x |")
+        lines.append(
+            f"| {n:,} | {f_rate:,.0f} | {f_rss:,.0f} MB | {a_rate:,.0f} | {a_rss:,.0f} MB | {a_rate / f_rate:.2f}x |"
+        )
     lines.append("")
     lines.append("Targets (issue #2): ratio >= 0.8x; peak RSS <= 500 MB at 100k and flat from 100k to 300k.")
     sys.path.insert(0, str(Path(__file__).parent))

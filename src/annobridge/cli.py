@@ -105,22 +105,42 @@ def export_cmd(
     source: Annotated[str, typer.Argument(help="Where the annotations are, e.g. prodigy:news.jsonl.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     task: TaskOpt,
-    split: Annotated[str, typer.Option(help="train,dev[,test] ratios. A document's split depends only on its id and the seed.")] = "0.8,0.1,0.1",
+    split: Annotated[
+        str, typer.Option(help="train,dev[,test] ratios. A document's split depends only on its id and the seed.")
+    ] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed of the split hash.")] = 0,
     merge: Annotated[
         str,
         typer.Option(
             "--merge",
-            help="How to settle disagreeing annotators: ground_truth (ground truth, else latest), latest, majority, unanimous, prefer:NAME.",
+            help=(
+                "How to settle disagreeing annotators: ground_truth (ground truth, else latest), "
+                "latest, majority, unanimous, prefer:NAME."
+            ),
         ),
     ] = "ground_truth",
     lang: Annotated[str, typer.Option(help="Language of the blank tokenizer (spacy.blank).")] = "en",
     model: Annotated[str | None, typer.Option(help="Tokenize with this installed pipeline instead of --lang.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="spacy (DocBin shards), fasttext, conll (IOB for spacy convert) or jsonl.")] = "spacy",
-    labels: Annotated[str | None, typer.Option(help="Comma-separated label set; others are dropped and reported. Default: the labels found.")] = None,
-    align: Annotated[str, typer.Option(help="Spans not on token boundaries: strict (drop), contract or expand (snap).")] = "expand",
-    stratify: Annotated[bool, typer.Option(help="Balance category labels across splits (textcat). A doc at a cut may move when the corpus grows.")] = False,
-    group_by: Annotated[str | None, typer.Option(help="Meta key whose documents must share a split (e.g. source file).")] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", help="spacy (DocBin shards), fasttext, conll (IOB for spacy convert) or jsonl."),
+    ] = "spacy",
+    labels: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated label set; others are dropped and reported. Default: the labels found."),
+    ] = None,
+    align: Annotated[
+        str, typer.Option(help="Spans not on token boundaries: strict (drop), contract or expand (snap).")
+    ] = "expand",
+    stratify: Annotated[
+        bool,
+        typer.Option(
+            help="Balance category labels across splits (textcat). A doc at a cut may move when the corpus grows."
+        ),
+    ] = False,
+    group_by: Annotated[
+        str | None, typer.Option(help="Meta key whose documents must share a split (e.g. source file).")
+    ] = None,
     answer: Annotated[list[str] | None, typer.Option(help="Only annotations with this answer (repeatable).")] = None,
     shard_size: Annotated[int, typer.Option(help="Docs per .spacy shard; keeps memory flat.")] = 10_000,
     config: Annotated[bool, typer.Option("--config", help="Also write a starter config.cfg for the task.")] = False,
@@ -214,9 +234,13 @@ def _print_report(report: Any) -> None:
 def import_cmd(
     file: Annotated[Path, typer.Argument(help="Corpus: .jsonl, .json, .csv, .tsv, .txt (one text a line) or .spacy.")],
     dest: Annotated[str, typer.Argument(help="Where to import, e.g. labelstudio://127.0.0.1:8080/projects/3.")],
-    task: Annotated[TaskKind | None, typer.Option("--task", "-t", help="Create/check the project for this task.")] = None,
+    task: Annotated[
+        TaskKind | None, typer.Option("--task", "-t", help="Create/check the project for this task.")
+    ] = None,
     labels: Annotated[str | None, typer.Option(help="Comma-separated labels for the project.")] = None,
-    model: Annotated[str | None, typer.Option(help="Pre-annotate with this installed spaCy pipeline (needs --task).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Pre-annotate with this installed spaCy pipeline (needs --task).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per model batch when pre-annotating.")] = 256,
 ) -> None:
     """Import documents into a tool's project (idempotent: documents already there are not added again).
@@ -268,9 +292,13 @@ def import_cmd(
 @app.command("pull")
 def pull_cmd(
     source: Annotated[str, typer.Argument(help="Where the annotations are.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Records JSONL to write (annobridge's lossless format).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Records JSONL to write (annobridge's lossless format).")
+    ],
     answer: Annotated[list[str] | None, typer.Option(help="Only annotations with this answer (repeatable).")] = None,
-    since: Annotated[str | None, typer.Option(help="Only what changed after this cursor (printed by the previous pull).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only what changed after this cursor (printed by the previous pull).")
+    ] = None,
 ) -> None:
     """Pull every record with its annotations (per annotator) into annobridge JSONL.
 
@@ -336,7 +364,9 @@ def stats_cmd(
     if as_json:
         out_console.print_json(json.dumps(data, ensure_ascii=False))
         return
-    out_console.print(f"[bold]{records}[/] records, {sum(per_answer.values())} annotations, {len(skipped)} unreadable inputs")
+    out_console.print(
+        f"[bold]{records}[/] records, {sum(per_answer.values())} annotations, {len(skipped)} unreadable inputs"
+    )
     out_console.print(_counter_table("Answers", per_answer, "answer"))
     out_console.print(_counter_table("Annotators", per_annotator, "annotator"))
     out_console.print(_counter_table("Labels (accepted)", per_label, "label"))
@@ -359,7 +389,9 @@ def adapters_cmd() -> None:
         except MissingDependencyError as exc:
             status = f"[yellow]pip install 'annobridge[{exc.extra}]'[/]"
         package = f"{info.distribution or info.plugin} {info.version or ''}".strip()
-        table.add_row(info.scheme, package, status, ", ".join(info.adapter.capabilities.enabled()), info.adapter.url_example)
+        table.add_row(
+            info.scheme, package, status, ", ".join(info.adapter.capabilities.enabled()), info.adapter.url_example
+        )
     out_console.print(table)
     for error in registry.errors:
         out_console.print(f"[red]plugin failed to load[/] {error.entry_point}: {error.error}")

@@ -13,10 +13,11 @@ Secrets are wrapped in :class:`Secret`, whose ``str`` and ``repr`` never show th
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import UsageError
 

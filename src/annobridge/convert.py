@@ -125,7 +125,9 @@ class DocConverter:
         else:
             kept = filter_spans(positives)
             if len(kept) < len(positives):
-                notes.extend(["dropped: overlaps a longer entity (ner allows no overlaps)"] * (len(positives) - len(kept)))
+                notes.extend(
+                    ["dropped: overlaps a longer entity (ner allows no overlaps)"] * (len(positives) - len(kept))
+                )
             doc.set_ents(kept, default="outside" if merged.complete else "missing")
             labels = [s.label_ for s in kept]
             incorrect = self._align(doc, text, merged.incorrect_spans, notes) if merged.incorrect_spans else []

@@ -24,9 +24,7 @@ class MissingDependencyError(UsageError):
 
     def __init__(self, adapter: str, module: str, extra: str) -> None:
         self.adapter, self.module, self.extra = adapter, module, extra
-        super().__init__(
-            f"The {adapter} adapter needs the '{module}' package: pip install 'annobridge[{extra}]'"
-        )
+        super().__init__(f"The {adapter} adapter needs the '{module}' package: pip install 'annobridge[{extra}]'")
 
 
 class AdapterError(AnnobridgeError):

@@ -16,15 +16,15 @@ disagree, a named policy picks one. Binary annotations answer one question each
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import UsageError
 from .model import Annotation, Answer, Record, Span
 
-__all__ = ["POLICIES", "Merged", "MergeSkip", "merge_record"]
+__all__ = ["POLICIES", "MergeSkip", "Merged", "merge_record"]
 
 #: names accepted by ``--merge``; ``prefer:NAME`` prefers annotator NAME
 POLICIES = ("ground_truth", "latest", "majority", "unanimous", "prefer:NAME")
@@ -76,7 +76,7 @@ class Policy:
             raise UsageError("The prefer policy needs an annotator: --merge prefer:alice")
         self.name, self.annotator = name, arg
 
-    def resolve(self, items: Sequence[tuple[Annotation, T]], key: Callable[[T], object]) -> tuple[T | None, str]:
+    def resolve(self, items: Sequence[tuple[Annotation, T]], key: Callable[[T], Hashable]) -> tuple[T | None, str]:
         """Pick one value among disagreeing ones; returns (value or None to drop, how)."""
         if self.name == "unanimous":
             return None, "dropped: annotators disagree (unanimous)"
@@ -121,10 +121,11 @@ def merge_record(record: Record, policy: str | Policy = "ground_truth") -> Merge
     if manual:
         versions = [(a, a) for a in manual]
         if len({_manual_version(a) for a in manual}) > 1:
-            chosen, how = pol.resolve(versions, key=_manual_version)
+            resolved = pol.resolve(versions, key=_manual_version)
+            chosen, how = resolved
             conflicts.append(how)
             if chosen is None:
-                return MergeSkip(f"annotators disagree ({how.split(': ', 1)[-1]})", conflict=how)
+                return MergeSkip(how.removeprefix("dropped: "), conflict=how)
         else:
             chosen = _latest(versions)[1]
         merged.spans = list(chosen.spans)
@@ -163,9 +164,14 @@ def _merge_binary(binary: list[Annotation], merged: Merged, pol: Policy, conflic
             merged.categories[label] = 1.0 if cdecision[0] else 0.0
 
 
+def _accepted(value: tuple[bool, Any]) -> bool:
+    return value[0]
+
+
 def _decide(votes: list[tuple[Annotation, tuple[bool, T]]], pol: Policy, conflicts: list[str]) -> tuple[bool, T] | None:
     if len({accepted for _, (accepted, _) in votes}) == 1:
         return _latest(votes)[1]
-    chosen, how = pol.resolve(votes, key=lambda value: value[0])
+    resolved = pol.resolve(votes, key=_accepted)
+    chosen, how = resolved
     conflicts.append(how)
     return chosen

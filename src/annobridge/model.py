@@ -129,7 +129,9 @@ class Document:
     def from_dict(cls, data: Mapping[str, Any]) -> Document:
         text = data["text"]
         doc_id = data.get("id")
-        return cls(id=str(doc_id) if doc_id is not None else content_id(text), text=text, meta=dict(data.get("meta") or {}))
+        return cls(
+            id=str(doc_id) if doc_id is not None else content_id(text), text=text, meta=dict(data.get("meta") or {})
+        )
 
 
 @dataclass(slots=True)
@@ -285,7 +287,9 @@ class LabelSchema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabelSchema:
-        return cls(task=TaskKind(data["task"]), labels=list(data.get("labels", ())), spans_key=data.get("spans_key", "sc"))
+        return cls(
+            task=TaskKind(data["task"]), labels=list(data.get("labels", ())), spans_key=data.get("spans_key", "sc")
+        )
 
     @classmethod
     def infer(cls, task: TaskKind | str, records: Iterable[Record]) -> LabelSchema:
@@ -293,7 +297,8 @@ class LabelSchema:
         kind = TaskKind(task)
         labels: set[str] = set()
         for record in records:
-            for item in [*record.annotations, *record.predictions]:
+            items: list[Annotation | Prediction] = [*record.annotations, *record.predictions]
+            for item in items:
                 if kind.is_span_task:
                     labels.update(s.label for s in item.spans)
                 else:

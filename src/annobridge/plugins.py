@@ -45,8 +45,12 @@ class Registry:
         self.errors: list[PluginError] = []
         self._dist_of_plugin: dict[str, tuple[str | None, str | None]] = {}
 
-    def load_entry_points(self) -> None:
-        for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+    def load_entry_points(self, name: str | None = None) -> None:
+        """Import and register plugins from entry points (only the one called ``name`` if given)."""
+        eps = importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for ep in eps:
+            if name is not None and ep.name != name:
+                continue
             if self.pm.get_plugin(ep.name) is not None:
                 continue
             try:
@@ -82,12 +86,23 @@ class Registry:
 
 @lru_cache(maxsize=1)
 def get_registry() -> Registry:
+    """Every installed plugin, loaded."""
     registry = Registry()
     registry.load_entry_points()
     return registry
 
 
+_partial = Registry()
+
+
 def adapter_class(scheme: str) -> type[Adapter]:
+    # Fast path: a plugin whose entry point is named like its scheme (the convention, and how the
+    # built-ins are declared) is imported alone, so opening jsonl: does not import every tool's client.
+    if get_registry.cache_info().currsize == 0:
+        _partial.load_entry_points(scheme)
+        found = _partial.adapters().get(scheme)
+        if found is not None:
+            return found.adapter
     adapters = get_registry().adapters()
     try:
         return adapters[scheme].adapter

@@ -36,14 +36,14 @@ def predict_documents(
     for spacy_doc, document in nlp.pipe(pairs, as_tuples=True, batch_size=batch_size):
         prediction = Prediction(model_version=version)
         if task == TaskKind.NER:
-            prediction.spans = [
-                Span(ent.start_char, ent.end_char, ent.label_, text=ent.text) for ent in spacy_doc.ents
-            ]
+            prediction.spans = [Span(ent.start_char, ent.end_char, ent.label_, text=ent.text) for ent in spacy_doc.ents]
         elif task == TaskKind.SPANS:
             group = spacy_doc.spans.get(spans_key, [])
             scores = list(group.attrs.get("scores", [])) if len(group) else []
             prediction.spans = [
-                Span(s.start_char, s.end_char, s.label_, score=float(scores[i]) if i < len(scores) else None, text=s.text)
+                Span(
+                    s.start_char, s.end_char, s.label_, score=float(scores[i]) if i < len(scores) else None, text=s.text
+                )
                 for i, s in enumerate(group)
             ]
             if scores:

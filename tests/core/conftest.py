@@ -19,6 +19,8 @@ def records_file(tmp_path: Path) -> Path:
         fh.write(json.dumps({"no": "text"}) + "\n")
         rec = Record(Document.create("ignored one", id="ign"), [Annotation("bob", answer=Answer.IGNORE)])
         fh.write(json.dumps(rec.to_dict()) + "\n")
-        bad = Record(Document.create("Paris is nice", id="bad"), [Annotation("bob", spans=[Span(0, 5, "GPE", text="Oslo")])])
+        bad = Record(
+            Document.create("Paris is nice", id="bad"), [Annotation("bob", spans=[Span(0, 5, "GPE", text="Oslo")])]
+        )
         fh.write(json.dumps(bad.to_dict()) + "\n")
     return path

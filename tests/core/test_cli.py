@@ -30,7 +30,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, ["export", "jsonl:x.jsonl", "-o", str(tmp_path)]).exit_code == 2  # no --task
     bad_scheme = runner.invoke(app, ["export", "nosuchtool://h/p", "-t", "ner", "-o", str(tmp_path)])
     assert bad_scheme.exit_code == 2 and "No adapter for 'nosuchtool:'" in bad_scheme.output
-    bad_split = runner.invoke(app, ["export", f"jsonl:{tmp_path}/none.jsonl", "-t", "ner", "-o", str(tmp_path), "--split", "a,b"])
+    bad_split = runner.invoke(
+        app, ["export", f"jsonl:{tmp_path}/none.jsonl", "-t", "ner", "-o", str(tmp_path), "--split", "a,b"]
+    )
     assert bad_split.exit_code == 2
     missing = runner.invoke(app, ["export", f"jsonl:{tmp_path}/none.jsonl", "-t", "ner", "-o", str(tmp_path)])
     assert missing.exit_code == 2 and "No such file" in missing.output

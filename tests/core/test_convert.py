@@ -69,6 +69,9 @@ def test_exclusive_textcat_gets_every_label_and_exactly_one_positive() -> None:
 def test_multilabel_keeps_only_judged_labels() -> None:
     rec = Record(
         Document.create("how to bake bread"),
-        [Annotation("a", categories={"baking": 1.0}, mode="binary"), Annotation("b", categories={"eggs": 1.0}, mode="binary", answer=Answer.REJECT)],
+        [
+            Annotation("a", categories={"baking": 1.0}, mode="binary"),
+            Annotation("b", categories={"eggs": 1.0}, mode="binary", answer=Answer.REJECT),
+        ],
     )
     assert convert(rec, "textcat_multilabel").doc.cats == {"baking": 1.0, "eggs": 0.0}

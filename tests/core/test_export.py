@@ -5,23 +5,26 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from spacy.tokens import DocBin
 import spacy
+from core_data import synthetic_records
+from spacy.tokens import DocBin
 
 from annobridge.adapters.jsonl import write_records
 from annobridge.errors import UsageError
 from annobridge.export import export
-
-from core_data import synthetic_records
 
 
 def test_report_accounts_for_every_record(records_file: Path, tmp_path: Path) -> None:
     report = export(f"jsonl:{records_file}", tmp_path / "out", task="ner")
     assert report.records_read == 304  # 300 good + 2 unreadable lines + 1 ignored + 1 bad span
     assert report.records_exported == 301
-    assert report.records_skipped == Counter({"invalid JSON (Expecting property name enclosed in double quotes)": 1,
-                                              "not an annobridge record (KeyError: 'text')": 1,
-                                              "only ignored or skipped answers": 1})
+    assert report.records_skipped == Counter(
+        {
+            "invalid JSON (Expecting property name enclosed in double quotes)": 1,
+            "not an annobridge record (KeyError: 'text')": 1,
+            "only ignored or skipped answers": 1,
+        }
+    )
     assert report.spans_dropped == Counter({"span text not found in the document": 1})
     assert report.data_errors == 3
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -86,8 +89,20 @@ def test_conll_output_is_accepted_by_spacy_convert(tmp_path: Path) -> None:
     export(f"jsonl:{src}", tmp_path / "c", task="ner", format="conll", split="1")
     iob = tmp_path / "c" / "train.iob"
     proc = subprocess.run(
-        [sys.executable, "-m", "spacy", "convert", str(iob), str(tmp_path), "--converter", "ner", "--file-type", "spacy"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "convert",
+            str(iob),
+            str(tmp_path),
+            "--converter",
+            "ner",
+            "--file-type",
+            "spacy",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     docs = list(DocBin().from_disk(tmp_path / "train.spacy").get_docs(spacy.blank("en").vocab))

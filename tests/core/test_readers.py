@@ -12,7 +12,15 @@ from annobridge.readers import read_documents
 def test_jsonl_with_ids_meta_and_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     path.write_text(
-        "\n".join([json.dumps({"text": "a", "meta": {"id": "m1"}}), "{oops", json.dumps({"text": "b", "id": 5}), json.dumps({"txt": 1})]) + "\n",
+        "\n".join(
+            [
+                json.dumps({"text": "a", "meta": {"id": "m1"}}),
+                "{oops",
+                json.dumps({"text": "b", "id": 5}),
+                json.dumps({"txt": 1}),
+            ]
+        )
+        + "\n",
         encoding="utf-8",
     )
     skipped: list[tuple[str, str]] = []

@@ -26,8 +26,14 @@ def test_debug_data_accepts_and_train_runs(task: str, tmp_path: Path) -> None:
     debug = _spacy("debug", "data", report.config, "--no-format")
     assert debug.returncode == 0, debug.stdout + debug.stderr
     train = _spacy(
-        "train", report.config, "--output", str(tmp_path / "model"),
-        "--training.max_steps", "6", "--training.eval_frequency", "3",
+        "train",
+        report.config,
+        "--output",
+        str(tmp_path / "model"),
+        "--training.max_steps",
+        "6",
+        "--training.eval_frequency",
+        "3",
     )
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
     assert (tmp_path / "model" / "model-last" / "meta.json").exists()

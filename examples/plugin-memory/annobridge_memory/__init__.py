@@ -5,8 +5,8 @@ Records live in a process-wide dict keyed by NAME; useful in tests and notebooks
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any
 
 import annobridge
 from annobridge import Adapter, Answer, Capabilities, Document, ImportResult, LabelSchema, Prediction, Record

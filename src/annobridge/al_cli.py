@@ -1,0 +1,200 @@
+"""``annobridge al``: the active-learning loop and its simulation from the shell.
+
+Mounted in the main CLI as ``app.add_typer(al_app, name="al")``; runnable on its own too
+(``python -m annobridge.al_cli``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AnnobridgeError, UsageError
+
+app = typer.Typer(
+    name="al",
+    help="Active learning: ask annotators about the documents the model is least sure of.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+TASK_HELP = "ner (beam_ner), spans (spancat), textcat or textcat_multilabel"
+
+
+def _labels(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    labels = [v.strip() for v in value.split(",") if v.strip()]
+    return labels or None
+
+
+def _no_nan(value: object) -> object:
+    """JSON has no NaN: "never reached" becomes null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]Error:[/red] {exc}")
+    return typer.Exit(getattr(exc, "exit_code", 1))
+
+
+@app.command("run")
+def run_command(
+    source: Annotated[str, typer.Argument(help="The tool to send tasks to, e.g. labelstudio://127.0.0.1:8080/projects/3")],
+    pool: Annotated[Path, typer.Option("--pool", help="Unlabelled documents (JSONL/CSV/TXT/...), streamed")],
+    task: Annotated[str, typer.Option("--task", help=TASK_HELP)],
+    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated labels (default: from --dev)")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="entropy, margin, least_confidence or random")] = "entropy",
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Documents pushed per round")] = 50,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Stop after this many rounds in total")] = 1,
+    dev: Annotated[Path | None, typer.Option("--dev", help="Gold records (annobridge JSONL) to score every round")] = None,
+    state: Annotated[Path, typer.Option("--state", help="State folder: rerun with the same one to resume")] = Path(
+        "al-state"
+    ),
+    wait: Annotated[
+        float | None, typer.Option("--wait", help="Seconds to wait for labels per round (default: until labelled)")
+    ] = None,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between checks for new labels")] = 10.0,
+    min_labelled: Annotated[float, typer.Option("--min-labelled", help="Share of a batch that must be labelled")] = 1.0,
+    fit_mode: Annotated[str, typer.Option("--fit-mode", help="warm (continue training) or retrain")] = "warm",
+    gpu: Annotated[int, typer.Option("--gpu", help="GPU id (CuPy); -1 = CPU")] = -1,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Score POOL, push the BATCH least-certain documents to SOURCE with their scores, wait for
+    labels, pull, retrain, evaluate on --dev; repeat up to --rounds. State is saved after every
+    stage: run the same command again to resume."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    try:
+        from .al.learner import Learner
+        from .al.loop import ActiveLearningLoop
+        from .al.simulate import load_records
+        from .model import LabelSchema
+
+        label_list = _labels(labels)
+        if label_list is None:
+            if dev is None:
+                raise UsageError("Give --labels, or --dev records to read the labels from.")
+            label_list = LabelSchema.infer(task, load_records(str(dev))).labels
+        learner = Learner(task, label_list, gpu=gpu, fit_mode=fit_mode)
+        console.print(f"Device: {learner.device.describe()}")
+        loop = ActiveLearningLoop(
+            source,
+            learner,
+            pool,
+            str(dev) if dev else None,
+            state_dir=state,
+            strategy=strategy,
+            batch=batch,
+            poll_interval=poll,
+            wait_timeout=wait,
+            min_labelled=min_labelled,
+        )
+        if loop.round or loop.state["done"]:
+            console.print(f"Resuming round {loop.round} at stage {loop.next_stage!r} ({state})")
+        reports = loop.run(rounds, on_round=lambda r: console.print(r.summary()))
+    except AnnobridgeError as exc:
+        raise _fail(exc) from None
+    if loop.round < rounds:
+        pushed = len(loop.state["pushed"])
+        console.print(
+            f"Waiting for labels on round {loop.round} ({pushed} tasks pushed). "
+            "Label them in the tool and run the same command again to go on."
+        )
+    table = Table("round", "labels", "dev score", "strategy", "seconds per stage")
+    for r in loop.history:
+        table.add_row(
+            str(r.round),
+            str(r.labels),
+            "n/a" if r.dev_score is None else f"{r.dev_score:.3f}",
+            r.strategy + (" (cold start)" if r.cold_start else ""),
+            ", ".join(f"{k} {v:.1f}" for k, v in r.stage_seconds.items()),
+        )
+    Console().print(table)
+    if not reports and loop.round < rounds:
+        raise typer.Exit(3)
+
+
+@app.command("simulate")
+def simulate_command(
+    data: Annotated[str, typer.Argument(help="Gold records: annobridge JSONL (.jsonl/.jsonl.gz) or any adapter URL")],
+    task: Annotated[str, typer.Option("--task", help=TASK_HELP)],
+    strategy: Annotated[str, typer.Option("--strategy", help="The strategy to measure")] = "entropy",
+    vs: Annotated[list[str] | None, typer.Option("--vs", help="Strategies to compare against (repeatable)")] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=0, help="Rounds after the cold-start batch")] = 5,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Documents labelled per round")] = 50,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Repeat with seeds 0..N-1")] = 1,
+    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated labels (default: all seen)")] = None,
+    dev: Annotated[str | None, typer.Option("--dev", help="Gold dev records (default: hold out --dev-size)")] = None,
+    dev_size: Annotated[float, typer.Option("--dev-size", help="Share (<1) or number of records held out")] = 0.2,
+    pool_size: Annotated[int | None, typer.Option("--pool-size", help="Subsample the pool to this size")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for curve.csv, curve.png, summary.json")] = Path("al-sim"),
+    width: Annotated[int, typer.Option("--width", help="tok2vec width (ner, spans)")] = 96,
+    depth: Annotated[int, typer.Option("--depth", help="tok2vec depth (ner, spans)")] = 4,
+    fit_mode: Annotated[str, typer.Option("--fit-mode", help="warm or retrain")] = "warm",
+    gpu: Annotated[int, typer.Option("--gpu", help="GPU id (CuPy); -1 = CPU")] = -1,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write curve.png (needs matplotlib)")] = True,
+) -> None:
+    """Simulate active learning with the gold labels as the annotator; write the learning curves."""
+    try:
+        from .al.learner import LearnerConfig
+        from .al.simulate import simulate, summary_dict
+
+        size: float | int = dev_size if dev_size < 1 else int(dev_size)
+        config = LearnerConfig(width=width, depth=depth, fit_mode=fit_mode)
+        strategies = list(dict.fromkeys([strategy, *(vs or [])]))
+
+        def progress(point: object) -> None:
+            p = point  # CurvePoint
+            console.print(
+                f"{p.strategy:>16} seed {p.seed} round {p.round}: {p.labels} labels, score {p.score:.3f}",  # type: ignore[attr-defined]
+                highlight=False,
+            )
+
+        result = simulate(
+            data,
+            task=task,
+            labels=_labels(labels),
+            strategies=strategies,
+            rounds=rounds,
+            batch=batch,
+            seeds=list(range(seeds)),
+            dev=dev,
+            dev_size=size,
+            pool_size=pool_size,
+            config=config,
+            gpu=gpu,
+            progress=progress,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        result.write_csv(out / "curve.csv")
+        summary = summary_dict(result)
+        (out / "summary.json").write_text(json.dumps(_no_nan(summary), indent=2), encoding="utf-8")
+        if plot:
+            result.plot(out / "curve.png")
+    except AnnobridgeError as exc:
+        raise _fail(exc) from None
+    Console().print(f"full-data score {result.full_score:.3f} (pool {result.pool_size}, dev {result.dev_size})")
+    Console().print(result.to_markdown())
+    console.print(f"Wrote {out / 'curve.csv'}" + (f", {out / 'curve.png'}" if plot else "") + f", {out / 'summary.json'}")
+
+
+def main() -> None:  # pragma: no cover - `python -m annobridge.al_cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
