@@ -62,3 +62,21 @@ def test_url_parsing_and_redaction() -> None:
         AdapterURL.parse("somefile.xyz")
     with pytest.raises(UsageError, match="No adapter"):
         open_adapter("nosuch:thing")
+
+
+def test_missing_extra_gives_a_one_line_install_hint() -> None:
+    from annobridge import Adapter, MissingDependencyError
+
+    class NeedsSdk(Adapter):
+        scheme = "needs"
+        requires = {"annobridge_no_such_sdk": "needs"}
+
+        def pull(self, *, answers=None, since=None):
+            return iter(())
+
+    with pytest.raises(MissingDependencyError) as info:
+        NeedsSdk.check_dependencies()
+    assert str(info.value) == (
+        "The needs adapter needs the 'annobridge_no_such_sdk' package: pip install 'annobridge[needs]'"
+    )
+    assert "\n" not in str(info.value)
