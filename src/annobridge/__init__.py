@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .adapter import Adapter, AdapterURL, Capabilities, ImportResult
 from .config import AdapterConfig, Secret
 from .errors import AdapterError, AnnobridgeError, DataError, MissingDependencyError, SchemaError, UsageError
+from .export import ExportReport, export
 from .hookspecs import hookimpl
 from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span, TaskKind
 from .plugins import get_registry, open_adapter
@@ -28,6 +27,7 @@ __all__ = [
     "Answer",
     "Capabilities",
     "DataError",
+    "ExportReport",
     "Document",
     "ImportResult",
     "LabelSchema",
@@ -45,10 +45,3 @@ __all__ = [
     "hookimpl",
     "open_adapter",
 ]
-
-
-def export(*args: Any, **kwargs: Any) -> Any:
-    """Convert a source's records to spaCy training data; see :func:`annobridge.export.export`."""
-    from .export import export as _export
-
-    return _export(*args, **kwargs)

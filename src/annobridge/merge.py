@@ -120,7 +120,7 @@ def merge_record(record: Record, policy: str | Policy = "ground_truth") -> Merge
     conflicts: list[str] = []
     if manual:
         versions = [(a, a) for a in manual]
-        if len({_manual_version(a) for a in manual}) > 1:
+        if len(manual) > 1 and len({_manual_version(a) for a in manual}) > 1:
             resolved = pol.resolve(versions, key=_manual_version)
             chosen, how = resolved
             conflicts.append(how)

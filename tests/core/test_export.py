@@ -115,3 +115,13 @@ def test_format_task_mismatch_is_a_usage_error(tmp_path: Path, records_file: Pat
         export(f"jsonl:{records_file}", tmp_path, task="ner", format="fasttext")
     with pytest.raises(UsageError):
         export(f"jsonl:{records_file}", tmp_path, task="textcat", format="conll")
+
+
+def test_package_level_export_stays_callable(tmp_path: Path) -> None:
+    import annobridge
+    import annobridge.export  # importing the submodule must not shadow the function
+
+    src = tmp_path / "r.jsonl"
+    write_records(src, synthetic_records(5))
+    for run in range(2):
+        assert annobridge.export(f"jsonl:{src}", tmp_path / f"o{run}", task="ner").records_read == 5

@@ -50,6 +50,11 @@ def is_hash(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and _INT32_MIN <= value <= _INT32_MAX
 
 
+def _saved(value: Any) -> bool:
+    # Prodigy keeps any integer a task already carries (set_hashes(overwrite=False))
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _drop(value: Any, ignore: frozenset[str]) -> Any:
     if isinstance(value, Mapping):
         return {k: _drop(v, ignore) for k, v in value.items() if k not in ignore}
@@ -80,7 +85,7 @@ def task_hash(
     a saved ``_task_hash`` of an edited manual task does not reproduce.
     """
     if in_hash is None:
-        in_hash = task["_input_hash"] if is_hash(task.get("_input_hash")) else input_hash(task)
+        in_hash = task["_input_hash"] if _saved(task.get("_input_hash")) else input_hash(task)
     parts = "".join(f"{key}={_ser(task[key], ignore)}" for key in keys if key in task)
     if not parts:
         parts = _ser(task, ignore)
@@ -89,8 +94,8 @@ def task_hash(
 
 def set_hashes(task: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
     """Add ``_input_hash`` and ``_task_hash`` to ``task`` (in place) where missing."""
-    if overwrite or not is_hash(task.get("_input_hash")):
+    if overwrite or not _saved(task.get("_input_hash")):
         task["_input_hash"] = input_hash(task)
-    if overwrite or not is_hash(task.get("_task_hash")):
+    if overwrite or not _saved(task.get("_task_hash")):
         task["_task_hash"] = task_hash(task, task["_input_hash"])
     return task
