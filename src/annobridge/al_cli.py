@@ -54,14 +54,20 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @app.command("run")
 def run_command(
-    source: Annotated[str, typer.Argument(help="The tool to send tasks to, e.g. labelstudio://127.0.0.1:8080/projects/3")],
+    source: Annotated[
+        str, typer.Argument(help="The tool to send tasks to, e.g. labelstudio://127.0.0.1:8080/projects/3")
+    ],
     pool: Annotated[Path, typer.Option("--pool", help="Unlabelled documents (JSONL/CSV/TXT/...), streamed")],
     task: Annotated[str, typer.Option("--task", help=TASK_HELP)],
     labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated labels (default: from --dev)")] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="entropy, margin, least_confidence or random")] = "entropy",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="entropy, margin, least_confidence or random")
+    ] = "entropy",
     batch: Annotated[int, typer.Option("--batch", min=1, help="Documents pushed per round")] = 50,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Stop after this many rounds in total")] = 1,
-    dev: Annotated[Path | None, typer.Option("--dev", help="Gold records (annobridge JSONL) to score every round")] = None,
+    dev: Annotated[
+        Path | None, typer.Option("--dev", help="Gold records (annobridge JSONL) to score every round")
+    ] = None,
     state: Annotated[Path, typer.Option("--state", help="State folder: rerun with the same one to resume")] = Path(
         "al-state"
     ),
@@ -189,7 +195,9 @@ def simulate_command(
         raise _fail(exc) from None
     Console().print(f"full-data score {result.full_score:.3f} (pool {result.pool_size}, dev {result.dev_size})")
     Console().print(result.to_markdown())
-    console.print(f"Wrote {out / 'curve.csv'}" + (f", {out / 'curve.png'}" if plot else "") + f", {out / 'summary.json'}")
+    console.print(
+        f"Wrote {out / 'curve.csv'}" + (f", {out / 'curve.png'}" if plot else "") + f", {out / 'summary.json'}"
+    )
 
 
 def main() -> None:  # pragma: no cover - `python -m annobridge.al_cli`

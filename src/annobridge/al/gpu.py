@@ -37,14 +37,21 @@ class Device:
 
 
 def select_device(gpu: int | None) -> Device:
-    """``gpu=None`` or a negative id: CPU. Otherwise try ``spacy.require_gpu(gpu)``.
+    """A negative id: CPU. ``None``: keep whatever thinc uses now. Otherwise ``spacy.require_gpu(gpu)``.
 
     Without CuPy, a driver or a device this warns (``RuntimeWarning``) and returns the CPU
     instead of failing: an active-learning round is slower on the CPU, not wrong.
     """
     import spacy
 
-    if gpu is None or gpu < 0:
+    if gpu is None:
+        from thinc.api import get_current_ops
+
+        ops = get_current_ops()
+        if type(ops).__name__ == "CupyOps":
+            return Device("gpu", getattr(ops, "device_id", 0))
+        return Device("cpu")
+    if gpu < 0:
         spacy.require_cpu()
         return Device("cpu")
     try:
