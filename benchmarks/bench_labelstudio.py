@@ -214,8 +214,9 @@ def main() -> None:
         f"- annobridge push = `import_documents(..., predictions=...)`: chunks of 5,000, label check against the "
         f"config, id look-up skipped for an empty project, project `model_version` + uncertainty sampling set. "
         f"Re-running the same import (all {n:,} found, nothing sent): {ab_repush:.1f} s.",
-        "- annobridge pull = `pull()`: snapshot export with full predictions and annotator objects, streamed, "
-        "offsets checked, converted to Records (the server's JSON export gives predictions as bare ids).",
+        "- annobridge pull = `pull()`: snapshot export with full predictions (annotator ids resolved to emails with "
+        "one `/api/users/` call), streamed, offsets checked, converted to Records (the server's JSON export gives "
+        "predictions as bare ids).",
         f"- one-by-one: label-studio-sdk {sdk_version}, {naive['push_calls']} calls "
         f"(`tasks.create` + `predictions.create` per document) took {naive['push_s']:.1f} s; "
         f"{naive['pull_calls']} `tasks.get` calls took {naive['pull_s']:.1f} s; extrapolated linearly to N.",

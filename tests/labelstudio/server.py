@@ -1,8 +1,12 @@
 """A real Label Studio server for tests, benchmarks and examples.
 
-Usage::
+Usage (load it under a unique module name, as ``tests/labelstudio/ls_helpers.py`` does, so that another
+folder's ``server.py`` cannot shadow it)::
 
-    from tests.labelstudio.server import LabelStudioServer   # or: from server import ...
+    spec = importlib.util.spec_from_file_location("labelstudio_server", REPO / "tests/labelstudio/server.py")
+    srv = importlib.util.module_from_spec(spec); sys.modules["labelstudio_server"] = srv
+    spec.loader.exec_module(srv)
+    LabelStudioServer = srv.LabelStudioServer
 
     with LabelStudioServer() as ls:          # installs, migrates, starts on a free 127.0.0.1 port
         ls.url                               # "http://127.0.0.1:PORT"
@@ -20,8 +24,8 @@ What it does, and why:
   in it an admin and two annotator accounts with random passwords and legacy API tokens generated at run time.
   Each server then starts on a copy of the template (~5-8 s).
 * Binds 127.0.0.1 only (``--internal-host``), on a port that was free a moment ago; Label Studio silently moves
-  to the next port when its port is taken, so the start is checked against the port the server reports and
-  retried on another port otherwise.
+  to the next port when its port is taken, so a start counts only when that port answers our admin token
+  (``/api/current-user/whoami``) while our process runs; otherwise it is retried on another port.
 * Stops only the process it started, by PID.
 
 The module depends on the standard library only, so other test suites (active learning) can import it.
