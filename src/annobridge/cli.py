@@ -252,6 +252,7 @@ def import_cmd(
     from .readers import read_documents
 
     skipped: list[tuple[str, str]] = []
+    left_out: Counter[str] = Counter()
     try:
         if model and task is None:
             raise UsageError("--model needs --task to know what to predict")
@@ -268,10 +269,20 @@ def import_cmd(
 
                 from .predict import predict_documents
 
-                nlp = spacy.load(model)
+                try:
+                    nlp = spacy.load(model)
+                except OSError as exc:
+                    raise UsageError(f"Cannot load spaCy pipeline {model!r}: {exc}") from None
+                wanted = set(schema.labels) if schema is not None and schema.labels else None
                 with _progress("Pre-annotating", len(documents)) as advance:
                     predictions = {}
                     for doc, pred in predict_documents(nlp, documents, task or TaskKind.NER, batch_size=batch_size):
+                        if wanted is not None:  # the project asks for --labels only; say what the model had beyond
+                            kept = [s for s in pred.spans if s.label in wanted]
+                            left_out.update(s.label for s in pred.spans if s.label not in wanted)
+                            pred.spans = kept
+                            left_out.update(label for label in pred.categories if label not in wanted)
+                            pred.categories = {k: v for k, v in pred.categories.items() if k in wanted}
                         predictions[doc.id] = pred
                         advance(1)
             result = adapter.import_documents(documents, schema=schema, predictions=predictions)
@@ -281,6 +292,9 @@ def import_cmd(
         f"{len(documents) + len(skipped)} lines read: [green]{result.created} imported[/], "
         f"{result.existing} already there, {len(result.failed)} failed, {len(skipped)} unreadable"
     )
+    if left_out:
+        labels_left = ", ".join(f"{label} ({n})" for label, n in left_out.most_common())
+        out_console.print(f"Predicted labels not in --labels, left out: {labels_left}")
     for where, why in skipped[:10]:
         out_console.print(f"  unreadable {where}: {why}")
     for doc_id, why in result.failed[:10]:

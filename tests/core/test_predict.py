@@ -37,3 +37,16 @@ def test_import_with_model_pushes_pre_annotations(tmp_path: Path) -> None:
     spans = records[0]["predictions"][0]["spans"]
     assert [(s["start"], s["end"], s["label"]) for s in spans] == [(0, 4, "ORG"), (15, 19, "GPE")]
     assert records[1]["predictions"][0]["model_version"] == "en_ruler-0.0.0"
+
+
+def test_import_with_model_keeps_only_the_projects_labels(tmp_path: Path) -> None:
+    model = _ruler_pipeline(tmp_path / "m")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Acme opened in Oslo\n", encoding="utf-8")
+    store = tmp_path / "store.jsonl"
+    args = ["import", str(corpus), f"jsonl:{store}", "--task", "ner", "--labels", "GPE", "--model", str(model)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "left out: ORG (1)" in result.output
+    spans = json.loads(store.read_text(encoding="utf-8"))["predictions"][0]["spans"]
+    assert [s["label"] for s in spans] == ["GPE"]
