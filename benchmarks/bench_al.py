@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sys
 import time
@@ -184,7 +185,9 @@ def refresh_throughput(specs: dict[str, dict[str, Any]], repeat: int) -> None:
     head, _, rest = body.partition("### Pool scoring throughput")
     tail = rest[rest.index("GPU: the") :]
     table = "\n".join(throughput_lines(measure_speed(specs, False, repeat)))
-    write_section("active-learning", head + table + "\n\n" + tail)
+    note = "The throughput table was re-measured on its own (`bench_al.py --throughput-only`)."
+    tail = "\n".join(line for line in tail.splitlines() if not line.startswith("The throughput table was"))
+    write_section("active-learning", head + table + "\n\n" + tail.rstrip() + "\n\n" + note)
 
 
 def fmt_share(value: float) -> str:
@@ -300,7 +303,7 @@ def main() -> None:
         "this was measured. Without one it warns and runs on the CPU (tested).",
         "",
         f"Benchmark wall time {time.perf_counter() - t_start:.0f} s ({args.workers} worker processes"
-        f"{', --quick' if args.quick else ''}).",
+        f"{', --quick' if args.quick else ''}; 15-minute load average at the end {os.getloadavg()[2]:.1f}).",
     ]
     markdown = "\n".join(lines)
     print(markdown)

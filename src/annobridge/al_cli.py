@@ -80,9 +80,11 @@ def run_command(
     gpu: Annotated[int, typer.Option("--gpu", help="GPU id (CuPy); -1 = CPU")] = -1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Score POOL, push the BATCH least-certain documents to SOURCE with their scores, wait for
-    labels, pull, retrain, evaluate on --dev; repeat up to --rounds. State is saved after every
-    stage: run the same command again to resume."""
+    """Run the loop: push the least certain pool documents to SOURCE, wait, pull, retrain, evaluate.
+
+    Each round scores POOL, pushes the --batch least certain documents with their scores, waits for labels,
+    pulls them, retrains and scores --dev. State is saved after every stage: the same command resumes.
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     try:
         from .al.learner import Learner

@@ -131,8 +131,8 @@ def test_pool_is_streamed_not_materialised(sms: list[Record]) -> None:
 def test_save_and_load_give_the_same_scores(tmp_path: Path, fashion: list[Record]) -> None:
     labels = ["FASHION_BRAND"]
     learner = Learner("ner", labels, **SMALL)
-    learner.fit(gold_docs(fashion[:80], "ner", labels))
-    pool = [r.document for r in fashion[80:120]]
+    learner.fit(gold_docs(fashion[:50], "ner", labels))
+    pool = [r.document for r in fashion[50:90]]
     before = learner.score_pool(pool, "entropy", keep=5)
     learner.save(tmp_path / "m")
     loaded = Learner.load(tmp_path / "m")
@@ -141,7 +141,7 @@ def test_save_and_load_give_the_same_scores(tmp_path: Path, fashion: list[Record
     assert [c.document.id for c in after.candidates] == [c.document.id for c in before.candidates]
     assert [c.score for c in after.candidates] == pytest.approx([c.score for c in before.candidates], abs=1e-5)
     # warm start goes on from the loaded weights
-    assert loaded.fit(gold_docs(fashion[:90], "ner", labels)).mode == "warm"
+    assert loaded.fit(gold_docs(fashion[:55], "ner", labels)).mode == "warm"
 
 
 def test_user_pipeline_and_greedy_ner_rejected(sms: list[Record]) -> None:

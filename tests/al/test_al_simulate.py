@@ -94,11 +94,11 @@ def test_cli_simulate(tmp_path: Path, fashion: list[Record]) -> None:
             "--rounds",
             "1",
             "--batch",
-            "20",
+            "15",
             "--dev-size",
-            "60",
+            "40",
             "--pool-size",
-            "120",
+            "80",
             "--width",
             "32",
             "--depth",
@@ -110,7 +110,7 @@ def test_cli_simulate(tmp_path: Path, fashion: list[Record]) -> None:
     assert result.exit_code == 0, result.output
     assert "| entropy | 1 |" in result.output and "| random | 1 |" in result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["pool_size"] == 120 and summary["dev_size"] == 60
+    assert summary["pool_size"] == 80 and summary["dev_size"] == 40
     assert [s["strategy"] for s in summary["summaries"]] == ["entropy", "random"]
     assert (out / "curve.png").stat().st_size > 1000
     assert len((out / "curve.csv").read_text().splitlines()) == 1 + 2 * 2
