@@ -361,11 +361,19 @@ def _start_once(workspace: str, annotators: int, timeout: float) -> ArgillaServe
         raise
 
 
-if __name__ == "__main__":  # manual use: python tests/argilla/server.py  (Ctrl-C stops)
+if __name__ == "__main__":  # manual use: python tests/argilla/server.py  (Ctrl-C stops everything)
     began = time.monotonic()
     srv = start()
-    print(f"Argilla at {srv.url} in {time.monotonic() - began:.1f} s; db={srv.database.split(':')[0]}")
-    print("owner key in $ARGILLA_API_KEY is not printed; this is a throw-away server")
+    env_file = srv.run_dir / "owner.env"
+    env_file.touch(mode=0o600)
+    env_file.write_text(f"export ARGILLA_API_URL={srv.url}\nexport ARGILLA_API_KEY={srv.owner.api_key}\n")
+    print(f"Argilla {SERVER_VERSION} at {srv.url} ({time.monotonic() - began:.0f} s, {srv.database.split(':')[0]})")
+    print(f"owner credentials (throw-away): source {env_file}")
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the stack as Ctrl-C does
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where SIGINT is ignored
     try:
         signal.pause()
     except KeyboardInterrupt:

@@ -106,3 +106,42 @@ def test_batches_are_sized_for_the_server(argilla_server: Any, open_adapter: Any
     assert transport.bulk_calls == [7, 7, 7, 7, 2]
     assert adapter.least_certain(3) == ["d0", "d1", "d2"]
     assert [r.id for r in adapter.pull()] == [d.id for d in docs]
+
+
+class _ShiftFirstPass(httpx.BaseTransport):
+    """Fault injection: on the first listing pass, page 2 repeats a record of page 1 and loses one, as offset
+    paging over equal insert times can on PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.pages: list[int] = []
+        self.previous: dict[str, Any] | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method != "GET" or not request.url.path.endswith("/records"):
+            return response
+        offset = int(request.url.params.get("offset", "0"))
+        if request.url.params.get("limit") == "1":
+            return response
+        self.pages.append(offset)
+        response.read()
+        body = json.loads(response.content)
+        if offset > 0 and self.pages.count(0) == 1 and self.previous is not None and body["items"]:
+            body["items"][0] = self.previous
+        if body["items"]:
+            self.previous = body["items"][-1]
+        return httpx.Response(200, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+
+
+def test_pull_recovers_from_shifting_pages(argilla_server: Any, open_adapter: Any, dataset_name: str) -> None:
+    adapter = open_adapter(dataset_name, query="?page_size=5")
+    docs = [Document(f"p{i}", f"Page test {i} with Zara.") for i in range(12)]
+    assert adapter.import_documents(docs, schema=LabelSchema(TaskKind.NER, LABELS)).created == 12
+    transport = _ShiftFirstPass()
+    adapter._client = httpx.Client(base_url=argilla_server.url + "/api/v1", transport=transport,
+                                   headers={"X-Argilla-Api-Key": argilla_server.owner.api_key})
+    ids = [r.id for r in adapter.pull()]
+    assert sorted(ids) == sorted(d.id for d in docs)  # each exactly once
+    assert transport.pages.count(0) == 2  # a second pass found the lost record
+    assert adapter.skipped == []
