@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import spacy
+import srsly
 from spacy.language import Language
 
 from .adapter import Adapter
@@ -213,19 +214,10 @@ def export(
                         report.annotators.update(result.merged.annotators)
                     if INCORRECT_SPANS_KEY in result.doc.spans:
                         report.incorrect_spans += len(result.doc.spans[INCORRECT_SPANS_KEY])
-                    manifest.write(
-                        json.dumps(
-                            {
-                                "id": record.id,
-                                "split": split_name,
-                                "file": file,
-                                "index": index,
-                                "native_ids": record.native_ids or None,
-                            },
-                            ensure_ascii=False,
-                        )
-                        + "\n"
-                    )
+                    entry = {"id": record.id, "split": split_name, "file": file, "index": index}
+                    if record.native_ids:
+                        entry["native_ids"] = record.native_ids
+                    manifest.write(srsly.json_dumps(entry) + "\n")
                 if progress is not None:
                     progress(1)
         for where, reason in adapter.skipped:

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import IO
 
+import numpy
+from spacy.attrs import SPACY, intify_attr
 from spacy.tokens import Doc, DocBin
 
 from .model import Record
@@ -17,7 +19,40 @@ __all__ = ["DOCBIN_ATTRS", "FORMATS", "ConllWriter", "DocBinWriter", "FastTextWr
 #: default attrs and about 40% faster to write (docs/benchmarks.md)
 DOCBIN_ATTRS = ("ORTH", "ENT_IOB", "ENT_TYPE")
 FORMATS = ("spacy", "fasttext", "conll", "jsonl")
+_LEAN_ATTR_IDS = tuple(sorted(intify_attr(name) for name in DOCBIN_ATTRS))
 _WHITESPACE = re.compile(r"\s")
+
+
+class LeanDocBin(DocBin):
+    """A DocBin whose ``add`` interns only the strings of what annobridge stores.
+
+    ``DocBin.add`` interns nine strings per token (tag, lemma, norm, morph, dep, entity ids, ...)
+    whatever attrs it keeps, which is half its time. Our docs carry ORTH, entity IOB/type, cats
+    and span groups only, so the texts and labels are all the string table needs. The file
+    format is DocBin's own: ``DocBin().from_disk`` and ``spacy train`` read it unchanged
+    (``tests/core/test_formats.py`` checks they round-trip to the same docs).
+    """
+
+    def add(self, doc: Doc) -> None:
+        if tuple(self.attrs) != _LEAN_ATTR_IDS:
+            super().add(doc)
+            return
+        self.tokens.append(doc.to_array(self.attrs))
+        spaces = doc.to_array(SPACY)
+        self.spaces.append(numpy.asarray(spaces.reshape((spaces.shape[0], 1)), dtype=bool))
+        self.flags.append({"has_unknown_spaces": doc.has_unknown_spaces})
+        strings = self.strings
+        strings.update([token.text for token in doc])
+        strings.update([ent.label_ for ent in doc.ents])
+        self.cats.append(doc.cats)
+        self.span_groups.append(doc.spans.to_bytes())
+        for group in doc.spans.values():
+            for span in group:
+                strings.add(span.label_)
+                if span.kb_id in doc.vocab.strings:
+                    strings.add(span.kb_id_)
+                if span.id in doc.vocab.strings:
+                    strings.add(span.id_)
 
 
 class SplitWriter:
@@ -45,7 +80,7 @@ class DocBinWriter(SplitWriter):
         super().__init__(out_dir, split)
         self.shard_size = shard_size
         self.files: list[str] = []
-        self._bin = DocBin(attrs=DOCBIN_ATTRS)
+        self._bin = LeanDocBin(attrs=DOCBIN_ATTRS)
         self._shard = 0
         (out_dir / split).mkdir(parents=True, exist_ok=True)
 
@@ -66,7 +101,7 @@ class DocBinWriter(SplitWriter):
             self._bin.to_disk(self.out_dir / self._current)
             self.files.append(self._current)
             self._shard += 1
-            self._bin = DocBin(attrs=DOCBIN_ATTRS)
+            self._bin = LeanDocBin(attrs=DOCBIN_ATTRS)
 
     def close(self) -> list[str]:
         self._flush()

@@ -108,6 +108,10 @@ def merge_record(record: Record, policy: str | Policy = "ground_truth") -> Merge
     pol = policy if isinstance(policy, Policy) else Policy(policy)
     if not record.annotations:
         return MergeSkip("no annotations")
+    if len(record.annotations) == 1:  # the common case, kept cheap: nothing to merge
+        only = record.annotations[0]
+        if only.answer == Answer.ACCEPT and only.mode != "binary":
+            return Merged(list(only.spans), [], dict(only.categories), True, [only.annotator])
     usable = [a for a in record.annotations if a.answer not in (Answer.IGNORE, Answer.SKIP)]
     if not usable:
         return MergeSkip("only ignored or skipped answers")

