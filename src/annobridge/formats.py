@@ -37,7 +37,7 @@ class LeanDocBin(DocBin):
         if tuple(self.attrs) != _LEAN_ATTR_IDS:
             super().add(doc)
             return
-        self.tokens.append(doc.to_array(self.attrs))
+        self.tokens.append(doc.to_array(list(self.attrs)))  # type: ignore[arg-type]
         spaces = doc.to_array(SPACY)
         self.spaces.append(numpy.asarray(spaces.reshape((spaces.shape[0], 1)), dtype=bool))
         self.flags.append({"has_unknown_spaces": doc.has_unknown_spaces})
