@@ -45,6 +45,8 @@ class ConversionResult:
     conflict: str | None = None
     labels: list[str] = field(default_factory=list)
     merged: Merged | None = None
+    #: rejected spans written to doc.spans[incorrect_spans_key]
+    incorrect_spans: int = 0
 
 
 class DocConverter:
@@ -135,6 +137,7 @@ class DocConverter:
                 doc.spans[self.incorrect_spans_key] = incorrect
             elif not merged.complete and not kept:
                 return ConversionResult(None, "nothing to learn (no usable spans)", notes)
+            return ConversionResult(doc, None, notes, labels=labels, incorrect_spans=len(incorrect))
         return ConversionResult(doc, None, notes, labels=labels)
 
     # -- categories ------------------------------------------------------------

@@ -207,17 +207,21 @@ def export(
                     file, index = writer.add(result.doc, record)
                     report.records_exported += 1
                     report.docs_per_split[split_name] += 1
-                    split_labels = report.labels_per_split.setdefault(split_name, Counter())
-                    split_labels.update(result.labels)
-                    label_set.update(result.labels)
+                    split_labels = report.labels_per_split.get(split_name)
+                    if split_labels is None:
+                        split_labels = report.labels_per_split[split_name] = Counter()
+                    for label in result.labels:
+                        split_labels[label] += 1
                     if result.merged:
-                        report.annotators.update(result.merged.annotators)
-                    if INCORRECT_SPANS_KEY in result.doc.spans:
-                        report.incorrect_spans += len(result.doc.spans[INCORRECT_SPANS_KEY])
-                    entry = {"id": record.id, "split": split_name, "file": file, "index": index}
-                    if record.native_ids:
-                        entry["native_ids"] = record.native_ids
-                    manifest.write(srsly.json_dumps(entry) + "\n")
+                        for annotator in result.merged.annotators:
+                            report.annotators[annotator] += 1
+                    report.incorrect_spans += result.incorrect_spans
+                    # split and file names are plain ASCII we made; only the ids need JSON escaping
+                    native = f', "native_ids": {srsly.json_dumps(record.native_ids)}' if record.native_ids else ""
+                    manifest.write(
+                        f'{{"id": {srsly.json_dumps(record.id)}, "split": "{split_name}", '
+                        f'"file": "{file}", "index": {index}{native}}}\n'
+                    )
                 if progress is not None:
                     progress(1)
         for where, reason in adapter.skipped:
@@ -226,6 +230,8 @@ def export(
             report._example(reason, where)
         for name, writer in writers.items():
             report.files[name] = writer.close()
+        for split_labels in report.labels_per_split.values():
+            label_set.update(split_labels)
         report.labels = sorted(label_set)
         if write_config and format == "spacy":
             report.config = str(write_spacy_config(out, task_kind, report, lang=lang))
