@@ -227,6 +227,9 @@ def _print_report(report: Any) -> None:
         dev = f" --paths.dev {Path(report.out_dir) / 'dev'}" if "dev" in report.files else ""
         if not dev:
             c.print("[yellow]No dev split: give --split a dev ratio before training.[/]")
+        if report.config is None:
+            pipe = {"ner": "ner", "spans": "spancat"}.get(report.task, report.task)
+            c.print(f"Next: python -m spacy init config config.cfg --pipeline {pipe}   (or re-run with --config)")
         c.print(f"Next: python -m spacy train {cfg} --paths.train {Path(report.out_dir) / 'train'}{dev}")
 
 
