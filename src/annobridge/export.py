@@ -124,13 +124,6 @@ def _open_source(source: Adapter | str) -> tuple[Adapter, bool]:
     return open_adapter(source), True
 
 
-def _infer_labels(adapter: Adapter, answers: Collection[Answer] | None) -> list[str]:
-    records = adapter.pull(answers=answers)
-    labels = LabelSchema.infer(TaskKind.TEXTCAT, records).labels
-    adapter.skipped.clear()
-    return labels
-
-
 def export(
     source: Adapter | str,
     out_dir: str | Path,
@@ -175,13 +168,15 @@ def export(
 
     adapter, owned = _open_source(source)
     try:
-        if task_kind == TaskKind.TEXTCAT and not labels:
-            labels = _infer_labels(adapter, answers)
+        need_labels = task_kind == TaskKind.TEXTCAT and not labels
+        assign: Callable[[str], str] = spec.assign
+        if need_labels or stratify:
+            found, strata = _survey(adapter, answers, group_by, labels=need_labels, strata=stratify)
+            labels = found if need_labels else labels
+            if stratify:
+                assign = StratifiedAssigner(spec, strata).assign
         schema = LabelSchema(task_kind, labels=list(labels or []))
         converter = DocConverter(nlp, schema, align=align, policy=policy_obj)
-        assign: Callable[[str], str] = spec.assign
-        if stratify:
-            assign = _stratified(adapter, spec, answers, group_by).assign
 
         report = ExportReport(task=task_kind.value, out_dir=str(out), format=format)
         writers: dict[str, SplitWriter] = {}
@@ -199,8 +194,7 @@ def export(
                     report.records_skipped[reason] += 1
                     report._example(reason, record.id)
                 else:
-                    key = str(record.document.meta.get(group_by, record.id)) if group_by else record.id
-                    split_name = assign(key)
+                    split_name = assign(_split_key(record, group_by))
                     writer = writers.get(split_name)
                     if writer is None:
                         writer = writers[split_name] = make_writer(format, out, split_name, shard_size)
@@ -250,19 +244,39 @@ def _counted(records: Iterator[Record], report: ExportReport) -> Iterator[Record
         yield record
 
 
-def _stratified(
-    adapter: Adapter, spec: SplitSpec, answers: Collection[Answer] | None, group_by: str | None
-) -> StratifiedAssigner:
+def _split_key(record: Record, group_by: str | None) -> str:
+    """What the split hashes: the document id, or its group's value so a group stays together."""
+    return str(record.document.meta.get(group_by, record.id)) if group_by else record.id
+
+
+def _survey(
+    adapter: Adapter, answers: Collection[Answer] | None, group_by: str | None, *, labels: bool, strata: bool
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """One pass before the export for what it must know up front.
+
+    Exclusive textcat needs the whole label set before the first doc; stratified splits need every
+    (key, label) pair. Both come from the same single pass, whatever the source costs to read.
+    """
     items: list[tuple[str, str]] = []
-    for record in adapter.pull(answers=answers):
-        cats: set[str] = set()
-        for ann in record.annotations:
-            if ann.answer == Answer.ACCEPT:
-                cats.update(label for label, value in ann.categories.items() if value == 1.0)
-        key = str(record.document.meta.get(group_by, record.id)) if group_by else record.id
-        items.append((key, ",".join(sorted(cats))))
-    adapter.skipped.clear()
-    return StratifiedAssigner(spec, items)
+
+    def records() -> Iterator[Record]:
+        for record in adapter.pull(answers=answers):
+            if strata:
+                cats: set[str] = set()
+                for ann in record.annotations:
+                    if ann.answer == Answer.ACCEPT:
+                        cats.update(label for label, value in ann.categories.items() if value == 1.0)
+                items.append((_split_key(record, group_by), ",".join(sorted(cats))))
+            yield record
+
+    if labels:
+        found = LabelSchema.infer(TaskKind.TEXTCAT, records()).labels
+    else:
+        found = []
+        for _ in records():
+            pass
+    adapter.skipped.clear()  # the main pass reports them
+    return found, items
 
 
 _PIPES = {
