@@ -170,6 +170,10 @@ class Adapter(ABC):
         self.cursor: Any = None
         #: inputs a pull could not turn into records, as (where, reason); reports count them
         self.skipped: list[tuple[str, str]] = []
+        #: spans a pull repaired or left out *inside* records it did yield, as (record id, kind, why)
+        #: with kind "adjusted" or "dropped". They never count as skipped records: the export
+        #: adds them to ``spans_adjusted`` / ``spans_dropped`` and names the documents.
+        self.span_notes: list[tuple[str, str, str]] = []
 
     @classmethod
     def check_dependencies(cls) -> None:
@@ -219,8 +223,22 @@ class Adapter(ABC):
         """Account for an input the adapter cannot yield (the export report lists it)."""
         self.skipped.append((where, reason))
 
+    def note_span(self, record_id: str, kind: str, why: str) -> None:
+        """Account for a span repaired (``kind="adjusted"``) or left out (``"dropped"``) during a pull."""
+        if kind not in ("adjusted", "dropped"):
+            raise ValueError(f"span note kind must be 'adjusted' or 'dropped', not {kind!r}")
+        self.span_notes.append((record_id, kind, why))
+
     def count(self) -> int | None:
         """How many records a full pull yields, when cheap to know (for progress bars)."""
+        return None
+
+    def source_schema(self) -> LabelSchema | None:
+        """The task and labels the source's project asks annotators for, when the tool stores them.
+
+        The export refuses a ``--task`` that does not fit (a span task on a label question, say)
+        before anything is written. ``None`` means the source does not say (plain files).
+        """
         return None
 
     def close(self) -> None:
