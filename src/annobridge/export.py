@@ -22,21 +22,12 @@ from .adapter import Adapter
 from .convert import INCORRECT_SPANS_KEY, DocConverter
 from .errors import UsageError
 from .formats import FORMATS, SplitWriter, make_writer
-from .merge import Policy
+from .merge import POLICY_REASONS, Policy
 from .model import Answer, LabelSchema, Record, TaskKind
 from .split import SplitSpec, StratifiedAssigner, parse_split
 
 __all__ = ["POLICY_REASONS", "ExportReport", "export", "load_nlp"]
 
-#: skip reasons that follow from the answer semantics, not from bad data
-POLICY_REASONS = frozenset(
-    {
-        "no annotations",
-        "only ignored or skipped answers",
-        "only rejected manual annotations",
-        "nothing to learn (no usable spans)",
-    }
-)
 _MAX_EXAMPLES = 20
 
 

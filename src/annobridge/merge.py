@@ -24,10 +24,21 @@ from typing import Any, TypeVar
 from .errors import UsageError
 from .model import Annotation, Answer, Record, Span
 
-__all__ = ["POLICIES", "MergeSkip", "Merged", "merge_record"]
+__all__ = ["POLICIES", "POLICY_REASONS", "MergeSkip", "Merged", "merge_record"]
 
 #: names accepted by ``--merge``; ``prefer:NAME`` prefers annotator NAME
 POLICIES = ("ground_truth", "latest", "majority", "unanimous", "prefer:NAME")
+
+#: skip reasons that follow from the answer semantics or a deliberate merge policy, not from bad
+#: data: the export reports them but they do not make it exit 1
+POLICY_REASONS = frozenset(
+    {
+        "no annotations",
+        "only ignored or skipped answers",
+        "only rejected manual annotations",
+        "nothing to learn (no usable spans)",
+    }
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 T = TypeVar("T")
