@@ -37,3 +37,13 @@ class SchemaError(AdapterError):
 
 class DataError(AnnobridgeError):
     """Input data is malformed."""
+
+
+class ServerUnreachableError(AdapterError):
+    """The tool's server cannot be reached at all (refused, no such host, timed out connecting).
+
+    Its own exit code, so scripts can tell "start the server" from "fix the data" (1) and
+    "fix the command" (2).
+    """
+
+    exit_code = 3
