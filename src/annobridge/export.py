@@ -8,6 +8,8 @@ checked before the report is returned.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -19,14 +21,15 @@ import srsly
 from spacy.language import Language
 
 from .adapter import Adapter
+from .atomic import atomic_write_text, replace_dir, staging_dir
 from .convert import INCORRECT_SPANS_KEY, DocConverter
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .formats import FORMATS, SplitWriter, make_writer
 from .merge import POLICY_REASONS, Policy
 from .model import Answer, LabelSchema, Record, TaskKind
 from .split import SplitSpec, StratifiedAssigner, parse_split
 
-__all__ = ["POLICY_REASONS", "ExportReport", "export", "load_nlp"]
+__all__ = ["POLICY_REASONS", "ExportReport", "NothingExportedError", "export", "is_export_dir", "load_nlp"]
 
 _MAX_EXAMPLES = 20
 
@@ -52,6 +55,10 @@ class ExportReport:
     #: rejected binary spans written to doc.spans["incorrect_spans"] (negative information for ner)
     incorrect_spans: int = 0
     config: str | None = None
+    #: a few document ids per span adjustment / drop ("adjusted: why" / "dropped: why")
+    span_examples: dict[str, list[str]] = field(default_factory=dict)
+    #: things that are not errors but that a user should look at (an empty split, one group)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def data_errors(self) -> int:
@@ -67,6 +74,12 @@ class ExportReport:
         bucket = self.examples.setdefault(reason, [])
         if len(bucket) < 5:
             bucket.append(where)
+
+    def _span_note(self, kind: str, why: str, doc_id: str) -> None:
+        (self.spans_adjusted if kind == "adjusted" else self.spans_dropped)[why] += 1
+        bucket = self.span_examples.setdefault(f"{kind}: {why}", [])
+        if len(bucket) < 5 and doc_id not in bucket:
+            bucket.append(doc_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,11 +100,56 @@ class ExportReport:
             "incorrect_spans": self.incorrect_spans,
             "files": self.files,
             "skipped_examples": self.examples,
+            "span_examples": self.span_examples,
+            "warnings": self.warnings,
             "config": self.config,
         }
 
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+
+class NothingExportedError(DataError):
+    """Records were read but none could be exported: the previous output is left as it was."""
+
+    def __init__(self, report: ExportReport) -> None:
+        self.report = report
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in report.records_skipped.most_common(3))
+        super().__init__(
+            f"0 of {report.records_read} records exported ({reasons}); {report.out_dir} was left as it was"
+        )
+
+
+#: files an annobridge export consists of, besides its split folders / files
+_EXPORT_MARKERS = ("report.json", "manifest.jsonl")
+
+
+def is_export_dir(path: Path) -> bool:
+    """True when ``path`` holds an earlier annobridge export (so replacing it loses nothing of the user's)."""
+    report = path / "report.json"
+    if not report.is_file() or not (path / "manifest.jsonl").is_file():
+        return False
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "records_read" in data and "task" in data
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise UsageError(f"--out {out} is the current folder or holds it: give the export a folder of its own")
+    if force or is_export_dir(out) or not any(out.iterdir()):
+        return
+    raise UsageError(
+        f"--out {out} is not empty and holds no annobridge export; an export replaces the whole folder. "
+        "Choose another folder, or pass --force to replace it."
+    )
 
 
 def load_nlp(lang: str = "en", model: str | None = None) -> Language:
@@ -100,11 +158,29 @@ def load_nlp(lang: str = "en", model: str | None = None) -> Language:
         try:
             return spacy.load(model, exclude=["tagger", "parser", "ner", "lemmatizer", "textcat", "senter"])
         except OSError as exc:
-            raise UsageError(f"Cannot load spaCy pipeline {model!r}: {exc}") from None
+            raise UsageError(missing_model_message(model, exc)) from None
     try:
         return spacy.blank(lang)
     except (ImportError, KeyError) as exc:
         raise UsageError(f"Unknown language code {lang!r} for spacy.blank: {exc}") from None
+
+
+def missing_model_message(model: str, exc: BaseException) -> str:
+    """What to say when ``spacy.load(model)`` fails: the download command when it is a package name."""
+    import sys
+
+    if os.sep in model or "/" in model or Path(model).exists():
+        return f"Cannot load spaCy pipeline {model!r}: {exc}"
+    return (
+        f"The spaCy pipeline {model!r} is not installed. Install it with: "
+        f"{_quote(sys.executable)} -m spacy download {model}"
+    )
+
+
+def _quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
 
 
 def _open_source(source: Adapter | str) -> tuple[Adapter, bool]:
@@ -134,6 +210,7 @@ def export(
     shard_size: int = 10_000,
     answers: Collection[Answer] | None = None,
     write_config: bool = False,
+    force: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Export a source's annotations as spaCy training data under ``out_dir``.
@@ -141,6 +218,11 @@ def export(
     ``source`` is an open :class:`Adapter` or a URL string (``prodigy:data.jsonl``).
     Writes one directory (DocBin shards) or file per split, ``manifest.jsonl``
     (doc -> source id, split, file) and ``report.json``; returns the report.
+
+    The output appears atomically: it is built in a temporary sibling folder and swapped in
+    whole, so ``out_dir`` afterwards holds exactly this export (no shard of an earlier one), and
+    an interrupted or failed export leaves the previous one untouched. A non-empty ``out_dir``
+    that is not an annobridge export is refused unless ``force``.
     """
     task_kind = TaskKind(task)
     if format not in FORMATS:
@@ -151,14 +233,19 @@ def export(
         raise UsageError("CoNLL/IOB output holds entities: use it with --task ner")
     if stratify and task_kind.is_span_task:
         raise UsageError("--stratify works on category labels: use it with textcat tasks")
+    if shard_size < 1:
+        raise UsageError(f"--shard-size must be at least 1, not {shard_size}")
     spec = split if isinstance(split, SplitSpec) else parse_split(split, seed)
     policy_obj = Policy(policy)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out_dir(out, force)
     nlp = nlp or load_nlp(lang, model)
 
     adapter, owned = _open_source(source)
+    staged: Path | None = None
+    writers: dict[str, SplitWriter] = {}
     try:
+        _check_task_fits(adapter, task_kind)
         need_labels = task_kind == TaskKind.TEXTCAT and not labels
         assign: Callable[[str], str] = spec.assign
         if need_labels or stratify:
@@ -170,25 +257,45 @@ def export(
         converter = DocConverter(nlp, schema, align=align, policy=policy_obj)
 
         report = ExportReport(task=task_kind.value, out_dir=str(out), format=format)
-        writers: dict[str, SplitWriter] = {}
         label_set: set[str] = set(schema.labels)
-        with (out / "manifest.jsonl").open("w", encoding="utf-8") as manifest:
+        staged = staging_dir(out)
+        groups = _GroupTally(group_by)
+        max_length = nlp.max_length
+        spans_seen = 0
+        with (staged / "manifest.jsonl").open("w", encoding="utf-8") as manifest:
             for record in _counted(adapter.pull(answers=answers), report):
-                result = converter.convert(record)
+                reason = _unfit_text(record.text, max_length)
+                if reason is None:
+                    try:
+                        result = converter.convert(record)
+                    except UnicodeError:
+                        reason = "text contains a lone surrogate (not valid Unicode)"
+                    except (ValueError, RecursionError, OverflowError) as exc:
+                        reason = f"could not be converted ({type(exc).__name__}: {str(exc)[:120]})"
+                if reason is not None:
+                    report.records_skipped[reason] += 1
+                    report._example(reason, record.id)
+                    if progress is not None:
+                        progress(1)
+                    continue
                 if result.conflict:
                     report.conflicts[result.conflict] += 1
                 for note in result.span_notes:
                     kind, _, why = note.partition(": ")
-                    (report.spans_adjusted if kind == "adjusted" else report.spans_dropped)[why] += 1
+                    report._span_note(kind, why, record.id)
+                if result.merged is not None:
+                    spans_seen += len(result.merged.spans) + len(result.merged.incorrect_spans)
                 if result.doc is None:
                     reason = result.reason or "not converted"
                     report.records_skipped[reason] += 1
                     report._example(reason, record.id)
                 else:
-                    split_name = assign(_split_key(record, group_by))
+                    key = _split_key(record, group_by)
+                    groups.add(record, key)
+                    split_name = assign(key)
                     writer = writers.get(split_name)
                     if writer is None:
-                        writer = writers[split_name] = make_writer(format, out, split_name, shard_size)
+                        writer = writers[split_name] = make_writer(format, staged, split_name, shard_size)
                     file, index = writer.add(result.doc, record)
                     report.records_exported += 1
                     report.docs_per_split[split_name] += 1
@@ -213,20 +320,106 @@ def export(
             report.records_read += 1
             report.records_skipped[reason] += 1
             report._example(reason, where)
-        for name, writer in writers.items():
-            report.files[name] = writer.close()
+        for doc_id, kind, why in adapter.span_notes:
+            report._span_note(kind, why, doc_id)
+        for name in list(writers):
+            report.files[name] = writers.pop(name).close()
         for split_labels in report.labels_per_split.values():
             label_set.update(split_labels)
         report.labels = sorted(label_set)
-        if write_config and format == "spacy":
-            report.config = str(write_spacy_config(out, task_kind, report, lang=lang))
         if not report.balanced:  # a bug, not a data problem: never hand out a report that does not add up
             raise AssertionError(f"export report does not add up: {report.to_dict()}")
-        report.write_json(out / "report.json")
+        if report.records_read and not report.records_exported:
+            raise NothingExportedError(report)
+        if task_kind.is_span_task and report.records_exported and not spans_seen:
+            raise UsageError(
+                f"--task {task_kind.value}, but none of the {report.records_read} records has a span: "
+                "the source holds no span annotations (categories? try --task textcat or textcat_multilabel). "
+                f"Nothing was written; {out} was left as it was."
+            )
+        report.warnings.extend(_split_warnings(spec, report, groups))
+        if write_config and format == "spacy":
+            config_path = write_spacy_config(staged, task_kind, report, lang=lang, paths_root=out)
+            report.config = str(out / config_path.name)
+        report.write_json(staged / "report.json")
+        replace_dir(staged, out)
+        staged = None
         return report
     finally:
+        for writer in writers.values():  # only after a failure: close the files before removing them
+            try:
+                writer.close()
+            except Exception:
+                pass
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
         if owned:
             adapter.close()
+
+
+def _unfit_text(text: str, max_length: int) -> str | None:
+    """Why spaCy cannot take this text at all (checked before tokenizing), or None."""
+    if len(text) > max_length:
+        return f"text longer than spaCy's max_length ({len(text):,} > {max_length:,} characters)"
+    return None
+
+
+def _check_task_fits(adapter: Adapter, task: TaskKind) -> None:
+    """Refuse a task that the source's own project does not ask for, before anything is written."""
+    try:
+        schema = adapter.source_schema()
+    except NotImplementedError:
+        return
+    if schema is None or schema.task.is_span_task == task.is_span_task:
+        return
+    asked = "spans (ner or spans)" if schema.task.is_span_task else "categories (textcat or textcat_multilabel)"
+    labels = f" with labels {', '.join(schema.labels[:8])}" if schema.labels else ""
+    raise UsageError(
+        f"{adapter.url} asks annotators for {asked}{labels}; --task {task.value} does not fit. "
+        f"Use --task {schema.task.value}."
+    )
+
+
+class _GroupTally:
+    """What ``--group-by`` did: how many groups, how many documents lacked the key."""
+
+    def __init__(self, group_by: str | None) -> None:
+        self.group_by = group_by
+        self.groups: set[str] = set()
+        self.missing = 0
+        self.docs = 0
+
+    def add(self, record: Record, key: str) -> None:
+        if self.group_by is None:
+            return
+        self.docs += 1
+        if self.group_by in record.document.meta:
+            if len(self.groups) < 2:  # only "one group or more" matters; keep memory flat
+                self.groups.add(key)
+        else:
+            self.missing += 1
+
+
+def _split_warnings(spec: SplitSpec, report: ExportReport, groups: _GroupTally) -> list[str]:
+    warnings: list[str] = []
+    if report.records_exported:
+        for name in spec.active_names():
+            if not report.docs_per_split.get(name):
+                warnings.append(
+                    f"the {name} split is empty ({report.records_exported} docs exported): "
+                    + ("spacy train needs training docs" if name == "train" else "more data or other --split ratios")
+                )
+    if groups.group_by and groups.docs:
+        if groups.missing * 2 > groups.docs:
+            warnings.append(
+                f"--group-by {groups.group_by}: {groups.missing} of {groups.docs} documents lack that meta key "
+                "and were split by their own id"
+            )
+        elif len(groups.groups) == 1 and not groups.missing:
+            warnings.append(
+                f"--group-by {groups.group_by}: every document has the same value, so all are in one split"
+            )
+    return warnings
 
 
 def _counted(records: Iterator[Record], report: ExportReport) -> Iterator[Record]:
@@ -267,6 +460,7 @@ def _survey(
         for _ in records():
             pass
     adapter.skipped.clear()  # the main pass reports them
+    adapter.span_notes.clear()
     return found, items
 
 
@@ -278,16 +472,23 @@ _PIPES = {
 }
 
 
-def write_spacy_config(out: Path, task: TaskKind, report: ExportReport, *, lang: str = "en") -> Path:
-    """A starter ``config.cfg`` (spaCy's own ``init config``, CPU, efficiency) pointing at the exported splits."""
+def write_spacy_config(
+    out: Path, task: TaskKind, report: ExportReport, *, lang: str = "en", paths_root: Path | None = None
+) -> Path:
+    """A starter ``config.cfg`` (spaCy's own ``init config``, CPU, efficiency) pointing at the exported splits.
+
+    Written into ``out``; its paths point into ``paths_root`` (the final folder, when ``out`` is
+    the staging folder the export is built in).
+    """
+    root = paths_root or out
     from spacy.cli.init_config import init_config
 
     config = init_config(lang=lang, pipeline=[_PIPES[task]], optimize="efficiency", gpu=False, silent=True)
     splits = list(report.files)
-    config["paths"]["train"] = str(out / "train") if "train" in splits else None
-    config["paths"]["dev"] = str(out / "dev") if "dev" in splits else None
+    config["paths"]["train"] = str(root / "train") if "train" in splits else None
+    config["paths"]["dev"] = str(root / "dev") if "dev" in splits else None
     if task == TaskKind.NER and report.incorrect_spans:
         config["components"]["ner"]["incorrect_spans_key"] = INCORRECT_SPANS_KEY
     path = out / "config.cfg"
-    config.to_disk(path)
+    atomic_write_text(path, config.to_str())
     return path

@@ -15,6 +15,7 @@ plain split when stability matters more than balance.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -51,15 +52,27 @@ class SplitSpec:
 
 
 def parse_split(text: str | Sequence[float], seed: int = 0) -> SplitSpec:
-    """``"0.8,0.1,0.1"`` -> SplitSpec; ratios are normalised to sum to 1."""
+    """``"0.8,0.1,0.1"`` -> SplitSpec.
+
+    One to three finite, non-negative ratios (train, dev, test) that sum to 1 (within 1e-6), a
+    train ratio above 0. Anything else is a usage error: a silently renormalised ``0.5,0.6,0.1``
+    would give splits the user never asked for.
+    """
     try:
         values = [float(v) for v in text.split(",")] if isinstance(text, str) else [float(v) for v in text]
     except ValueError:
         raise UsageError(f"--split takes ratios like 0.8,0.1,0.1, not {text!r}") from None
-    if not 1 <= len(values) <= 3 or any(v < 0 for v in values) or sum(values) <= 0:
-        raise UsageError(f"--split takes 1 to 3 non-negative ratios (train,dev[,test]), got {text!r}")
-    total = sum(values)
-    return SplitSpec(tuple(v / total for v in values), seed)
+    shown = text if isinstance(text, str) else ",".join(str(v) for v in text)
+    if not 1 <= len(values) <= 3:
+        raise UsageError(f"--split takes 1 to 3 ratios (train,dev[,test]), got {shown!r}")
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise UsageError(f"--split ratios must be finite and not negative, got {shown!r}")
+    total = math.fsum(values)
+    if abs(total - 1.0) > 1e-6:
+        raise UsageError(f"--split ratios must sum to 1, got {shown!r} (sum {total:g}); e.g. 0.8,0.1,0.1")
+    if values[0] <= 0:
+        raise UsageError(f"--split needs a train ratio above 0, got {shown!r}")
+    return SplitSpec(tuple(values), seed)
 
 
 def split_unit(key: str, seed: int) -> float:

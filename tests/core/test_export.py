@@ -112,9 +112,9 @@ def test_conll_output_is_accepted_by_spacy_convert(tmp_path: Path) -> None:
 
 def test_format_task_mismatch_is_a_usage_error(tmp_path: Path, records_file: Path) -> None:
     with pytest.raises(UsageError):
-        export(f"jsonl:{records_file}", tmp_path, task="ner", format="fasttext")
+        export(f"jsonl:{records_file}", tmp_path / "out", task="ner", format="fasttext")
     with pytest.raises(UsageError):
-        export(f"jsonl:{records_file}", tmp_path, task="textcat", format="conll")
+        export(f"jsonl:{records_file}", tmp_path / "out", task="textcat", format="conll")
 
 
 def test_package_level_export_stays_callable(tmp_path: Path) -> None:

@@ -51,7 +51,6 @@ CASES = [
     ("docs_issues_textcat_binary.jsonl", "textcat_multilabel"),
     ("nel_emerson_choice.jsonl", "textcat"),
     ("cooking_cats_train_head.jsonl", "textcat_multilabel"),
-    ("raw_shares_newsapi_prehashed.jsonl", "ner"),
 ]
 
 
@@ -70,11 +69,23 @@ def test_export_report_adds_up(data_dir: Path, tmp_path: Path, name: str, task: 
     assert set(report.records_skipped) <= export_module.POLICY_REASONS | {"empty text"}, report.records_skipped
 
 
+def test_unannotated_stream_exports_nothing_and_says_so(data_dir: Path, tmp_path: Path) -> None:
+    """A raw input stream (no answers) exports 0 of N: an error naming why, and no output folder."""
+    out = tmp_path / "corpus"
+    with pytest.raises(export_module.NothingExportedError) as info:
+        export_module.export(f"prodigy:{data_dir / 'raw_shares_newsapi_prehashed.jsonl'}", out, task="ner")
+    report = info.value.report
+    assert report.records_read == 55 and report.records_exported == 0
+    assert report.records_skipped == {"no annotations": 55}
+    assert "0 of 55 records exported (no annotations (55))" in str(info.value)
+    assert not out.exists()
+
+
 def test_manual_ner_export_keeps_every_entity(data_dir: Path, tmp_path: Path) -> None:
     path = data_dir / "fashion_brands_training_head.jsonl"
     tasks = _tasks(path)
-    report = export_module.export(f"prodigy:{path}", tmp_path, task="ner", split="1.0")
-    docs = _docs(tmp_path, report)
+    report = export_module.export(f"prodigy:{path}", tmp_path / "out", task="ner", split="1.0")
+    docs = _docs(tmp_path / "out", report)
     assert report.records_exported == len(tasks)
     by_text = {d.text: d for d in docs}
     for task in tasks:
@@ -87,7 +98,7 @@ def test_manual_ner_export_keeps_every_entity(data_dir: Path, tmp_path: Path) ->
 def test_ignored_answers_are_skipped_and_counted(data_dir: Path, tmp_path: Path) -> None:
     path = data_dir / "ner_tweets_sample.jsonl"
     tasks = _tasks(path)
-    report = export_module.export(f"prodigy:{path}", tmp_path, task="ner", split="1.0")
+    report = export_module.export(f"prodigy:{path}", tmp_path / "out", task="ner", split="1.0")
     per_input: dict[int, set[str]] = {}
     for task in tasks:
         per_input.setdefault(task["_input_hash"], set()).add(task["answer"])
@@ -101,17 +112,17 @@ def test_ignored_answers_are_skipped_and_counted(data_dir: Path, tmp_path: Path)
 
 def test_binary_ner_rejects_become_incorrect_spans(data_dir: Path, tmp_path: Path) -> None:
     path = data_dir / "reddit_product_ner_teach.jsonl"
-    report = export_module.export(f"prodigy:{path}", tmp_path, task="ner", split="1.0")
+    report = export_module.export(f"prodigy:{path}", tmp_path / "out", task="ner", split="1.0")
     assert report.incorrect_spans > 100
-    docs = _docs(tmp_path, report)
+    docs = _docs(tmp_path / "out", report)
     assert sum(len(d.ents) for d in docs) > 0
 
 
 def test_binary_textcat_labels(data_dir: Path, tmp_path: Path) -> None:
     path = data_dir / "reddit_insult_textcat_binary.jsonl"
     tasks = _tasks(path)
-    report = export_module.export(f"prodigy:{path}", tmp_path, task="textcat_multilabel", split="1.0")
-    docs = _docs(tmp_path, report)
+    report = export_module.export(f"prodigy:{path}", tmp_path / "out", task="textcat_multilabel", split="1.0")
+    docs = _docs(tmp_path / "out", report)
     by_text: dict[str, set[str]] = {}
     for task in tasks:
         by_text.setdefault(task["text"], set()).add(task["answer"])
@@ -126,12 +137,12 @@ def test_binary_textcat_labels(data_dir: Path, tmp_path: Path) -> None:
 def test_review_export_uses_the_reviewers_decision(data_dir: Path, tmp_path: Path) -> None:
     path = data_dir / "restaurant_reviews_review.jsonl"
     tasks = _tasks(path)
-    report = export_module.export(f"prodigy:{path}", tmp_path, task="ner", split="1.0")
+    report = export_module.export(f"prodigy:{path}", tmp_path / "out", task="ner", split="1.0")
     assert report.records_exported == len(tasks)
     disagreements = sum(1 for t in tasks if len({v["_task_hash"] for v in t["versions"]}) > 1)
     assert disagreements > 0
     assert sum(report.conflicts.values()) >= disagreements
-    by_text = {d.text: d for d in _docs(tmp_path, report)}
+    by_text = {d.text: d for d in _docs(tmp_path / "out", report)}
     for task in tasks:
         assert [(e.start_char, e.end_char, e.label_) for e in by_text[task["text"]].ents] == [
             (s["start"], s["end"], s["label"]) for s in task["spans"]
@@ -175,6 +186,6 @@ def test_export_from_a_database_with_bad_lines(data_dir: Path, tmp_path: Path) -
 
 def test_export_with_answers_filter(data_dir: Path, tmp_path: Path) -> None:
     path = data_dir / "reddit_product_ner_teach.jsonl"
-    report = export_module.export(f"prodigy:{path}", tmp_path, task="ner", split="1.0", answers={Answer.ACCEPT})
+    report = export_module.export(f"prodigy:{path}", tmp_path / "out", task="ner", split="1.0", answers={Answer.ACCEPT})
     _check_balance(report, f"prodigy:{path}")
     assert report.incorrect_spans == 0
