@@ -1,8 +1,19 @@
-"""``annobridge`` command line. Exit codes: 0 ok, 1 data errors (see the report), 2 usage."""
+"""``annobridge`` command line.
+
+Exit codes: 0 ok, 1 data errors (see the report), 2 usage errors, 3 server unreachable,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+
+Everything printed through rich is escaped (:func:`rich.markup.escape`): paths, ids, labels,
+install hints like ``pip install 'annobridge[prodigy]'`` and server messages reach the
+terminal as they are. Commands meant to be copied are printed without rich, unwrapped.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import shlex
+import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -11,13 +22,35 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
 from .errors import AnnobridgeError, UsageError
 from .model import Answer, TaskKind
+
+#: exit codes beyond AnnobridgeError.exit_code (0 ok, 1 data, 2 usage, 3 unreachable)
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    # typer prints "<bool>" beside every flag (--config, --json): noise that reads like a value
+    # to type. A flag takes no value, so its type column stays empty.
+    if self.is_flag:
+        return None
+    if self.metavar is not None:
+        return self.metavar
+    value_display = self.display_type(ctx)
+    if self.nargs != 1 and value_display is not None:
+        return str(value_display) + "..."
+    return value_display
+
+
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="annobridge",
@@ -55,8 +88,38 @@ def _main(
 
 
 def _fail(exc: AnnobridgeError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(exc.exit_code)
+
+
+def _command_line(*words: str | Path) -> str:
+    """A shell command that runs when copied as is (each word quoted as the shell needs)."""
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
+def _say_command(prefix: str, command: str) -> None:
+    # no rich here: rich would wrap a long command onto two lines and read [brackets] as markup
+    out_console.file.flush()
+    sys.stdout.write(f"{prefix}{command}\n")
+    sys.stdout.flush()
+
+
+class _RetryLines(logging.Handler):
+    """One line on stderr per retry of the HTTP layer (``annobridge.http`` logs them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            console.print(f"[yellow]{escape(self.format(record))}[/]")
+        except Exception:
+            self.handleError(record)
+
+
+def _attach_retry_lines() -> None:
+    logger = logging.getLogger("annobridge.http")
+    if not any(isinstance(h, _RetryLines) for h in logger.handlers):
+        logger.addHandler(_RetryLines(logging.WARNING))
+        if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 @contextmanager
@@ -144,13 +207,20 @@ def export_cmd(
     answer: Annotated[list[str] | None, typer.Option(help="Only annotations with this answer (repeatable).")] = None,
     shard_size: Annotated[int, typer.Option(help="Docs per .spacy shard; keeps memory flat.")] = 10_000,
     config: Annotated[bool, typer.Option("--config", help="Also write a starter config.cfg for the task.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace --out even when it is a non-empty folder that is not an export."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
 ) -> None:
     """Convert annotations to spaCy training data: train/dev/test, a manifest and a report.
 
+    The output folder is replaced whole, and only once the export is complete: afterwards it
+    holds exactly this export; an interrupted or failed run leaves the previous one as it was.
+
     Example: annobridge export prodigy:fashion.jsonl --task ner --out corpus --config
     """
-    from .export import export
+    from .export import NothingExportedError, export
     from .plugins import open_adapter
 
     try:
@@ -173,8 +243,15 @@ def export_cmd(
                 shard_size=shard_size,
                 answers=_answers(answer),
                 write_config=config,
+                force=force,
                 progress=advance,
             )
+    except NothingExportedError as exc:
+        if as_json:
+            out_console.print_json(json.dumps(exc.report.to_dict(), ensure_ascii=False))
+        else:
+            _print_report(exc.report, written=False)
+        raise _fail(exc) from None
     except AnnobridgeError as exc:
         raise _fail(exc) from None
     except FileNotFoundError as exc:
@@ -192,11 +269,11 @@ def _counter_table(title: str, counter: Counter[str], key_name: str) -> Table:
     table.add_column(key_name)
     table.add_column("count", justify="right")
     for key, n in counter.most_common():
-        table.add_row(key, str(n))
+        table.add_row(escape(str(key)), str(n))
     return table
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: Any, *, written: bool = True) -> None:
     c = out_console
     skipped = sum(report.records_skipped.values())
     c.print(
@@ -207,12 +284,13 @@ def _print_report(report: Any) -> None:
     splits.add_column("split")
     splits.add_column("docs", justify="right")
     for label in report.labels:
-        splits.add_column(label, justify="right")
+        splits.add_column(escape(label), justify="right")
     for name in ("train", "dev", "test"):
         if name in report.docs_per_split:
             per_label = report.labels_per_split.get(name, Counter())
             splits.add_row(name, str(report.docs_per_split[name]), *(str(per_label.get(lb, 0)) for lb in report.labels))
-    c.print(splits)
+    if report.docs_per_split:
+        c.print(splits)
     if report.records_skipped:
         c.print(_counter_table("Skipped records", report.records_skipped, "reason"))
     if report.spans_adjusted:
@@ -221,16 +299,33 @@ def _print_report(report: Any) -> None:
         c.print(_counter_table("Spans dropped", report.spans_dropped, "reason"))
     if report.conflicts:
         c.print(_counter_table("Annotator conflicts", report.conflicts, "resolution"))
-    c.print(f"Report: {Path(report.out_dir) / 'report.json'}   manifest: {Path(report.out_dir) / 'manifest.jsonl'}")
+    examples = {**report.examples, **report.span_examples}
+    for reason, where in list(examples.items())[:8]:
+        c.print(f"  e.g. {escape(reason)}: {escape(', '.join(where))}", soft_wrap=True)
+    for warning in report.warnings:
+        c.print(f"[yellow]warning:[/] {escape(warning)}")
+    if not written:
+        return
+    out = Path(report.out_dir)
+    c.print(f"Report: {escape(str(out / 'report.json'))}   manifest: {escape(str(out / 'manifest.jsonl'))}")
     if report.format == "spacy" and "train" in report.files:
-        cfg = report.config or "config.cfg"
-        dev = f" --paths.dev {Path(report.out_dir) / 'dev'}" if "dev" in report.files else ""
-        if not dev:
+        if "dev" not in report.files:
             c.print("[yellow]No dev split: give --split a dev ratio before training.[/]")
+            return
+        cfg = Path(report.config) if report.config else out.parent / "config.cfg"
         if report.config is None:
             pipe = {"ner": "ner", "spans": "spancat"}.get(report.task, report.task)
-            c.print(f"Next: python -m spacy init config config.cfg --pipeline {pipe}   (or re-run with --config)")
-        c.print(f"Next: python -m spacy train {cfg} --paths.train {Path(report.out_dir) / 'train'}{dev}")
+            _say_command(
+                "Next: ", _command_line(sys.executable, "-m", "spacy", "init", "config", cfg, "--pipeline", pipe)
+            )
+        model_dir = out.parent / f"{out.name}-model"
+        _say_command(
+            "Next: " if report.config else "Then: ",
+            _command_line(
+                sys.executable, "-m", "spacy", "train", cfg,
+                "--paths.train", out / "train", "--paths.dev", out / "dev", "--output", model_dir,
+            ),
+        )
 
 
 @app.command("import")
@@ -270,12 +365,13 @@ def import_cmd(
             if model:
                 import spacy
 
+                from .export import missing_model_message
                 from .predict import predict_documents
 
                 try:
                     nlp = spacy.load(model)
                 except OSError as exc:
-                    raise UsageError(f"Cannot load spaCy pipeline {model!r}: {exc}") from None
+                    raise UsageError(missing_model_message(model, exc)) from None
                 wanted = set(schema.labels) if schema is not None and schema.labels else None
                 with _progress("Pre-annotating", len(documents)) as advance:
                     predictions = {}
@@ -297,11 +393,11 @@ def import_cmd(
     )
     if left_out:
         labels_left = ", ".join(f"{label} ({n})" for label, n in left_out.most_common())
-        out_console.print(f"Predicted labels not in --labels, left out: {labels_left}")
+        out_console.print(f"Predicted labels not in --labels, left out: {escape(labels_left)}")
     for where, why in skipped[:10]:
-        out_console.print(f"  unreadable {where}: {why}")
+        out_console.print(f"  unreadable {escape(where)}: {escape(why)}")
     for doc_id, why in result.failed[:10]:
-        out_console.print(f"  failed {doc_id}: {why}")
+        out_console.print(f"  failed {escape(doc_id)}: {escape(why)}")
     if skipped or result.failed:
         raise typer.Exit(1)
 
@@ -321,12 +417,13 @@ def pull_cmd(
 
     Example: annobridge pull prodigy:prodigy.db?dataset=news -o news.jsonl
     """
+    from .atomic import atomic_open
     from .plugins import open_adapter
 
     try:
         with open_adapter(source) as adapter, _progress("Pulling", adapter.count()) as advance:
             count = annotations = 0
-            with output.open("w", encoding="utf-8") as fh:
+            with atomic_open(output, "w") as fh:  # an interrupted pull leaves the previous file
                 for record in adapter.pull(answers=_answers(answer), since=since):
                     fh.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
                     count += 1
@@ -335,12 +432,15 @@ def pull_cmd(
             skipped, cursor = list(adapter.skipped), adapter.cursor
     except AnnobridgeError as exc:
         raise _fail(exc) from None
-    out_console.print(f"{count} records ({annotations} annotations) written to {output}")
+    out_console.print(f"{count} records ({annotations} annotations) written to {escape(str(output))}")
     for where, why in skipped[:10]:
-        out_console.print(f"  skipped {where}: {why}")
+        out_console.print(f"  skipped {escape(where)}: {escape(why)}")
     if cursor is not None:
         value = cursor.isoformat() if hasattr(cursor, "isoformat") else str(cursor)
-        out_console.print(f"Next incremental pull: --since {value}")
+        _say_command(
+            "Next incremental pull: ",
+            _command_line("annobridge", "pull", source, "-o", output, "--since", value),
+        )
     if skipped:
         out_console.print(f"[red]{len(skipped)} inputs could not be read[/]")
         raise typer.Exit(1)
@@ -404,14 +504,18 @@ def adapters_cmd() -> None:
             info.adapter.check_dependencies()
             status = "[green]ready[/]"
         except MissingDependencyError as exc:
-            status = f"[yellow]pip install 'annobridge[{exc.extra}]'[/]"
+            status = f"[yellow]{escape(exc.install_hint)}[/]"
         package = f"{info.distribution or info.plugin} {info.version or ''}".strip()
         table.add_row(
-            info.scheme, package, status, ", ".join(info.adapter.capabilities.enabled()), info.adapter.url_example
+            escape(info.scheme),
+            escape(package),
+            status,
+            escape(", ".join(info.adapter.capabilities.enabled())),
+            escape(info.adapter.url_example),
         )
     out_console.print(table)
     for error in registry.errors:
-        out_console.print(f"[red]plugin failed to load[/] {error.entry_point}: {error.error}")
+        out_console.print(f"[red]plugin failed to load[/] {escape(str(error.entry_point))}: {escape(str(error.error))}")
 
 
 def _mount_subcommands() -> None:
@@ -425,12 +529,40 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM while a command runs.
+
+    Raised from the signal handler so that every ``finally`` runs (staging folders and temp files
+    are removed; outputs keep their previous content). A BaseException of our own rather than
+    KeyboardInterrupt, so that click does not turn it into "Aborted!" with exit 1, the data-error code.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    _attach_retry_lines()
     try:
         app()
     except AnnobridgeError as exc:  # raised outside a command's own handler
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        terminated = exc.signum == signal.SIGTERM
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C now ends at once
+        console.print(
+            f"[bold red]{'terminated' if terminated else 'interrupted'}:[/] stopped before finishing; "
+            "nothing half-written was left (an export folder or output file keeps its previous content)"
+        )
+        sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

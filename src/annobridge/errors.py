@@ -24,7 +24,9 @@ class MissingDependencyError(UsageError):
 
     def __init__(self, adapter: str, module: str, extra: str) -> None:
         self.adapter, self.module, self.extra = adapter, module, extra
-        super().__init__(f"The {adapter} adapter needs the '{module}' package: pip install 'annobridge[{extra}]'")
+        #: the command that fixes it, quoted for the shell (the brackets must survive)
+        self.install_hint = f"pip install 'annobridge[{extra}]'"
+        super().__init__(f"The {adapter} adapter needs the '{module}' package: {self.install_hint}")
 
 
 class AdapterError(AnnobridgeError):
