@@ -14,10 +14,8 @@ formats. A pull yields one record per ``_input_hash`` with every answer to it.
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
-import os
 from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,13 +23,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ...adapter import Adapter, AdapterURL, Capabilities, ImportResult, as_datetime, filter_answers
+from ...atomic import atomic_open
 from ...config import AdapterConfig
 from ...errors import MissingDependencyError, UsageError
 from ...hookspecs import hookimpl
+from ...jsonio import BadLine, decode_line, open_binary, read_json_items, read_json_lines
 from ...model import Answer, Document, LabelSchema, Prediction, Record
 from .db import ProdigyDB, session_name
 from .hashes import input_hash, set_hashes, task_hash
-from .tasks import TaskError, TaskGrouper, document_task
+from .tasks import TaskError, TaskGrouper, TaskIndex, document_task
 
 __all__ = ["ProdigyAdapter", "input_hash", "set_hashes", "task_hash"]
 
@@ -80,6 +80,7 @@ class ProdigyAdapter(Adapter):
         self.write_answer = _ANSWER_PARAM[answer]
         self._db: ProdigyDB | None = None
         self._tables_checked = False
+        self._index: TaskIndex | None = None
 
     # -- connections ------------------------------------------------------------------
 
@@ -142,58 +143,60 @@ class ProdigyAdapter(Adapter):
 
     # -- reading ----------------------------------------------------------------------
 
-    def _tasks(self) -> Iterator[tuple[str, Any]]:
-        """(where, parsed JSON or the decode error) for every input line / example."""
-        if self.is_db:
-            dataset = self._need_dataset()
-            for example in self.db().examples(dataset):
-                where = f"{dataset}:example {example.id}"
-                try:
-                    yield where, json.loads(example.content.decode("utf-8"))
-                except UnicodeDecodeError:
-                    yield where, TaskError("content is not UTF-8")
-                except json.JSONDecodeError as exc:
-                    yield where, TaskError(f"invalid JSON ({exc.msg})")
-            return
+    def _db_tasks(self) -> Iterator[tuple[str, Any]]:
+        """(where, parsed JSON or the reason it is unusable) for every example of the dataset."""
+        dataset = self._need_dataset()
+        for example in self.db().examples(dataset):
+            yield f"{dataset}:example {example.id}", decode_line(example.content, objects_only=False, what="content")
+
+    def _file_index(self) -> TaskIndex:
+        """The line index of the JSONL file, built once per file state (``count`` and ``pull`` share it)."""
         assert self.path is not None
         if not self.path.exists():
             raise UsageError(f"No such file: {self.path}")
-        if self.path.suffix.lower() == ".json":
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{self.path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-            for index, item in enumerate(data if isinstance(data, list) else [data]):
-                yield f"{self.path.name}[{index}]", item
-            return
-        opener: Any = gzip.open if self.path.name.endswith(".gz") else open
-        with opener(self.path, "rt", encoding="utf-8", errors="strict") as fh:
-            lineno = 0
-            while True:
-                lineno += 1
-                where = f"{self.path.name}:{lineno}"
-                try:
-                    line = fh.readline()
-                except UnicodeDecodeError:
-                    yield where, TaskError("line is not UTF-8")
-                    break
-                if not line:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    yield where, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield where, TaskError(f"invalid JSON ({exc.msg})")
+        index = self._index
+        if index is None or not index.fresh():
+            index = self._index = TaskIndex.build(self.path)
+        return index
 
-    def _records(self) -> list[Record]:
+    def _is_json_array(self) -> bool:
+        assert self.path is not None
+        name = self.path.name.lower()
+        return (name[:-3] if name.endswith(".gz") else name).endswith(".json")
+
+    def _records(self) -> Iterator[Record]:
+        """One record per ``_input_hash``, in order of first appearance, every answer to it merged.
+
+        A database or a ``.json`` array is grouped in memory (the database hands its examples over
+        unsorted; a JSON array is in memory anyway). A JSONL file is not held: :class:`TaskIndex`
+        knows which lines belong together, and only one input's lines are parsed at a time.
+        """
+        if not self.is_db and not self._is_json_array():
+            for group in self._file_index().groups():
+                grouper = TaskGrouper(self.skip)
+                for where, task in group:
+                    self._add(grouper, where, task)
+                yield from grouper.records.values()
+            return
         grouper = TaskGrouper(self.skip)
-        for where, task in self._tasks():
-            if isinstance(task, TaskError):
-                self.skip(where, str(task))
-            else:
-                grouper.add(task, where)
-        return list(grouper.records.values())
+        for where, task in self._db_tasks() if self.is_db else self._json_array_tasks():
+            self._add(grouper, where, task)
+        yield from grouper.records.values()
+
+    def _json_array_tasks(self) -> Iterator[tuple[str, Any]]:
+        assert self.path is not None
+        if not self.path.exists():
+            raise UsageError(f"No such file: {self.path}")
+        try:
+            yield from read_json_items(self.path, objects_only=False)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _add(self, grouper: TaskGrouper, where: str, task: Any) -> None:
+        if isinstance(task, BadLine):
+            self.skip(where, task.reason)
+        else:
+            grouper.add(task, where)
 
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
         since_dt: datetime | None = as_datetime(since)
@@ -218,12 +221,13 @@ class ProdigyAdapter(Adapter):
             return self.db().count_inputs(self._need_dataset())
         if self.path is None or not self.path.exists():
             return 0
-        skipped: list[tuple[str, str]] = []
-        grouper = TaskGrouper(lambda where, reason: skipped.append((where, reason)))
-        for where, task in self._tasks():
-            if not isinstance(task, TaskError):
-                grouper.add(task, where)
-        return len(grouper.records)
+        if self._is_json_array():
+            grouper = TaskGrouper(lambda where, reason: None)
+            for where, task in self._json_array_tasks():
+                if not isinstance(task, BadLine):
+                    grouper.add(task, where)
+            return len(grouper.records)
+        return self._file_index().count()
 
     # -- writing ----------------------------------------------------------------------
 
@@ -244,6 +248,15 @@ class ProdigyAdapter(Adapter):
         assert self.path is not None
         if not self.path.exists():
             return inputs, tasks
+        for _, data in read_json_lines(self.path):
+            if isinstance(data, BadLine):
+                continue
+            ih = data.get("_input_hash")
+            if isinstance(ih, int) and not isinstance(ih, bool):
+                inputs[ih] = inputs.get(ih, False) or "answer" not in data
+            if isinstance(data.get("_task_hash"), int):
+                tasks.add(data["_task_hash"])
+        return inputs, tasks
         with self.path.open(encoding="utf-8") as fh:
             for line in fh:
                 try:
@@ -368,37 +381,33 @@ class ProdigyAdapter(Adapter):
             pending[task["_input_hash"]] = task
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         replaced: set[int] = set()
-        try:
-            with tmp.open("w", encoding="utf-8") as out:
-                if self.path.exists():
-                    with self.path.open(encoding="utf-8") as fh:
-                        for line in fh:
-                            if not line.strip():
-                                continue
-                            try:
-                                data = json.loads(line)
-                            except json.JSONDecodeError:
-                                out.write(line if line.endswith("\n") else line + "\n")
-                                continue
-                            ih = data.get("_input_hash") if isinstance(data, dict) else None
-                            if isinstance(ih, int) and ih in pending and "answer" not in data:
-                                if ih not in replaced:
-                                    out.write(json.dumps(pending[ih], ensure_ascii=False) + "\n")
-                                    replaced.add(ih)
-                                    result.existing += 1
-                                continue  # a second unanswered copy of the same input is dropped
-                            out.write(line if line.endswith("\n") else line + "\n")
-                for ih, task in pending.items():
-                    if ih not in replaced:
-                        out.write(json.dumps(task, ensure_ascii=False) + "\n")
-                        result.created += 1
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, self.path)
+        # the file is rewritten whole (atomically): lines that do not parse are kept byte for byte
+        with atomic_open(self.path, "wb", encoding=None) as out:
+            if self.path.exists():
+                with open_binary(self.path) as fh:
+                    for raw in fh:
+                        line = raw.rstrip(b"\r\n")
+                        if not line.strip():
+                            continue
+                        data = decode_line(line)
+                        ih = data.get("_input_hash") if isinstance(data, dict) else None
+                        if isinstance(ih, int) and ih in pending and "answer" not in data:
+                            if ih not in replaced:
+                                out.write(_task_line(pending[ih]))
+                                replaced.add(ih)
+                                result.existing += 1
+                            continue  # a second unanswered copy of the same input is dropped
+                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            for ih, task in pending.items():
+                if ih not in replaced:
+                    out.write(_task_line(task))
+                    result.created += 1
         return result
+
+
+def _task_line(task: dict[str, Any]) -> bytes:
+    return (json.dumps(task, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 @hookimpl

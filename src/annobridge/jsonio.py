@@ -1,0 +1,188 @@
+"""One reader for JSON Lines, JSON and their gzipped forms, shared by every file-based adapter.
+
+Files are read as **bytes**, one line at a time, and each line is decoded on its own. A text-mode
+reader decodes ahead in 8 KB chunks: one invalid byte then raises far from its line and ends the
+file there, silently dropping every line after it. Here an invalid byte, a line that is not JSON,
+JSON nested too deeply for the parser, or a value that is not an object costs exactly that line,
+reported with its 1-based line number; the rest of the file is read.
+
+``\\r\\n`` endings and a UTF-8 byte-order mark (at the start of the file, or of any line, as
+``cat`` of two Windows files leaves it) are accepted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import srsly
+
+__all__ = [
+    "BOM",
+    "LONE_SURROGATE",
+    "BadLine",
+    "decode_line",
+    "has_lone_surrogate",
+    "is_gzip",
+    "open_binary",
+    "read_items",
+    "read_json_items",
+    "read_json_lines",
+]
+
+BOM = b"\xef\xbb\xbf"
+#: the skip reason for a text holding a ``"\\ud800"``-style escape no UTF-8 encoder accepts
+LONE_SURROGATE = "text contains a lone surrogate (not valid Unicode)"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line (or JSON item) that yields no value; ``reason`` is what the skip report says."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def is_gzip(path: str | os.PathLike[str]) -> bool:
+    """True when the file starts with gzip's magic bytes (whatever its name says)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == _GZIP_MAGIC
+    except OSError:
+        return False
+
+
+def open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
+    """The file's bytes, decompressed when it is gzip (recognised by content, not by name)."""
+    if is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True for a string no UTF-8 encoder can write: JSON's ``\\ud800`` escapes decode to such strings."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _loads(text: str | bytes) -> Any:
+    """Parse with ujson (srsly) for speed; on failure let the stdlib parser say what is wrong."""
+    try:
+        return srsly.json_loads(text)
+    except ValueError:
+        # ujson's messages are terse ("Expected object key") and it has a depth limit of its own:
+        # the stdlib parser gives the position, or a RecursionError for nesting, handled by the caller
+        return json.loads(text)
+
+
+def decode_line(raw: bytes, *, objects_only: bool = True, what: str = "line") -> Any:
+    """One raw line (without its newline) as a parsed value, or a :class:`BadLine` saying why not.
+
+    Reasons carry no positions: the export report counts skips by reason, and "invalid JSON" should
+    be one row there, not one per column. The line number is in ``where``.
+    """
+    if raw.startswith(BOM):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return BadLine(f"{what} is not UTF-8")
+    try:
+        value = _loads(text)
+    except json.JSONDecodeError as exc:
+        return BadLine(f"invalid JSON ({exc.msg})")
+    except RecursionError:
+        return BadLine("invalid JSON (nested too deeply to read)")
+    except ValueError as exc:  # e.g. a number too big for either parser
+        return BadLine(f"invalid JSON ({exc})")
+    if objects_only and not isinstance(value, dict):
+        return BadLine(f"expected a JSON object, got {_type_name(value)}")
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def read_json_lines(
+    path: str | os.PathLike[str], *, name: str | None = None, objects_only: bool = True
+) -> Iterator[tuple[str, Any]]:
+    """``(where, value or BadLine)`` for every non-blank line; ``where`` is ``name:lineno`` (1-based)."""
+    label = name or Path(path).name
+    with open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            raw = raw.rstrip(b"\r\n")
+            if not raw or raw.isspace() or raw == BOM:
+                continue
+            yield f"{label}:{lineno}", decode_line(raw, objects_only=objects_only)
+
+
+def read_json_items(
+    path: str | os.PathLike[str], *, name: str | None = None, objects_only: bool = True
+) -> Iterator[tuple[str, Any]]:
+    """``(where, value or BadLine)`` for each item of a ``.json`` file holding an array (or one object).
+
+    A whole-file JSON document cannot be read in parts: a file that does not decode or parse raises
+    :class:`ValueError` with the reason. A file that is really JSON Lines under a ``.json`` name
+    (common) is read as such.
+    """
+    label = name or Path(path).name
+    with open_binary(path) as fh:
+        data = fh.read()
+    if data.startswith(BOM):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{label}: not valid UTF-8 (line {line})") from None
+    try:
+        value = _loads(text)
+    except RecursionError:
+        raise ValueError(f"{label}: invalid JSON (nested too deeply to read)") from None
+    except json.JSONDecodeError as exc:
+        if _looks_like_json_lines(text):
+            yield from read_json_lines(path, name=name, objects_only=objects_only)
+            return
+        raise ValueError(f"{label}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:
+        raise ValueError(f"{label}: invalid JSON ({exc})") from None
+    for index, item in enumerate(value if isinstance(value, list) else [value]):
+        where = f"{label}[{index}]"
+        if objects_only and not isinstance(item, dict):
+            yield where, BadLine(f"expected a JSON object, got {_type_name(item)}")
+        else:
+            yield where, item
+
+
+def _looks_like_json_lines(text: str) -> bool:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict) and text.count("\n") >= 1
+    except (ValueError, RecursionError):
+        return False
+
+
+def _stem(path: Path) -> str:
+    name = path.name.lower()
+    return name[:-3] if name.endswith(".gz") else name
+
+
+def read_items(
+    path: str | os.PathLike[str], *, name: str | None = None, objects_only: bool = True
+) -> Iterator[tuple[str, Any]]:
+    """JSON Lines (``.jsonl``, ``.ndjson``, anything else) or a ``.json`` array, gzipped or not."""
+    if _stem(Path(path)).endswith(".json"):
+        return read_json_items(path, name=name, objects_only=objects_only)
+    return read_json_lines(path, name=name, objects_only=objects_only)
