@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator
@@ -12,7 +11,8 @@ from types import TracebackType
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-from .config import AdapterConfig
+from .config import AdapterConfig, check_server_url
+from .config import is_loopback as _is_loopback
 from .errors import MissingDependencyError, UsageError
 from .model import Answer, Document, LabelSchema, Prediction, Record
 
@@ -57,18 +57,9 @@ class ImportResult:
         self.native_ids.update(other.native_ids)
 
 
-_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
-
-
 def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    """True for hosts that never leave this machine (see :func:`annobridge.config.is_loopback`)."""
+    return _is_loopback(host)
 
 
 @dataclass(frozen=True)
@@ -139,7 +130,9 @@ class AdapterURL:
         if proto not in ("http", "https"):
             raise UsageError(f"Unknown transport {proto!r}: use {self.scheme}+http:// or {self.scheme}+https://")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{proto}://{host}" + (f":{self.port}" if self.port else "")
+        # The same rule as for URLs from the environment or the config file (http only to loopback or with +http).
+        return check_server_url(f"{proto}://{host}" + (f":{self.port}" if self.port else ""),
+                                allow_http=self.transport == "http", source=f"{self.scheme} URL", scheme=self.scheme)
 
     def __str__(self) -> str:
         return redact(self.raw)
