@@ -11,23 +11,53 @@ Prodigy's answer semantics apply to every tool:
 Manual annotations are whole versions of the document; when annotators
 disagree, a named policy picks one. Binary annotations answer one question each
 (this span? this label?); only answers to the same question can conflict.
+
+Every policy counts **one vote per annotator per question**: an annotator's
+latest answer (by timestamp, then by list position) is their vote, and their
+earlier answers to the same question are superseded, not extra votes. A
+ground-truth annotation (a reviewer's decision) is its own voter even when the
+tool files it under the name of an annotator whose version it adopted (Prodigy's
+review output does).
+
+Outcomes a policy produces on purpose (a tie under ``majority``, a disagreement
+under ``unanimous``, answers with equal timestamps under ``latest``) are named
+in :data:`POLICY_REASONS`: they are reported, but they are not data errors.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .errors import UsageError
 from .model import Annotation, Answer, Record, Span
 
-__all__ = ["POLICIES", "POLICY_REASONS", "MergeSkip", "Merged", "merge_record"]
+__all__ = [
+    "DISAGREE_UNANIMOUS",
+    "POLICIES",
+    "POLICY_REASONS",
+    "TIE_MAJORITY",
+    "TIE_TIMESTAMPS",
+    "MergeSkip",
+    "Merged",
+    "Resolution",
+    "latest_votes",
+    "merge_record",
+]
 
 #: names accepted by ``--merge``; ``prefer:NAME`` prefers annotator NAME
 POLICIES = ("ground_truth", "latest", "majority", "unanimous", "prefer:NAME")
+
+#: ``majority``: the most common answer is shared by several versions
+TIE_MAJORITY = "annotators tied (majority)"
+#: ``unanimous``: the annotators do not all agree
+DISAGREE_UNANIMOUS = "annotators disagree (unanimous)"
+#: ``latest`` (also ``ground_truth`` and ``prefer:NAME`` when they fall back to latest): the most recent
+#: disagreeing answers carry the same timestamp (or none), so "latest" would be a guess by list order
+TIE_TIMESTAMPS = "tie: equal timestamps (latest)"
 
 #: skip reasons that follow from the answer semantics or a deliberate merge policy, not from bad
 #: data: the export reports them but they do not make it exit 1
@@ -37,11 +67,15 @@ POLICY_REASONS = frozenset(
         "only ignored or skipped answers",
         "only rejected manual annotations",
         "nothing to learn (no usable spans)",
+        TIE_MAJORITY,
+        DISAGREE_UNANIMOUS,
+        TIE_TIMESTAMPS,
     }
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 T = TypeVar("T")
+Q = TypeVar("Q", bound=Hashable)
 
 
 @dataclass
@@ -54,12 +88,31 @@ class Merged:
     annotators: list[str] = field(default_factory=list)
     #: how a disagreement was settled, e.g. "resolved by latest"; None when all agreed
     conflict: str | None = None
+    #: answers superseded by the same annotator's later answer to the same question (not counted as votes)
+    superseded: int = 0
+    #: binary span questions the policy left undecided, with the reason (one of POLICY_REASONS)
+    dropped_spans: list[tuple[Span, str]] = field(default_factory=list)
+    #: binary category questions the policy left undecided: label -> reason (one of POLICY_REASONS)
+    dropped_categories: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class MergeSkip:
     reason: str
     conflict: str | None = None
+    #: as in :attr:`Merged.superseded`
+    superseded: int = 0
+
+
+class Resolution(NamedTuple):
+    """What a policy made of disagreeing votes."""
+
+    #: the chosen value, None when the question (or document) is dropped
+    value: Any
+    #: how it was settled, for the report's ``conflicts``: "resolved by ..." or "dropped: <reason>"
+    how: str
+    #: the skip reason when dropped (one of POLICY_REASONS), else None
+    reason: str | None = None
 
 
 def _ts(annotation: Annotation) -> datetime:
@@ -70,12 +123,48 @@ def _ts(annotation: Annotation) -> datetime:
 
 
 def _latest(items: Sequence[tuple[Annotation, T]]) -> tuple[Annotation, T]:
-    # max() keeps the first of equals; later list position wins ties, like a later write
+    # the last of equals wins: within one annotator's answers a later list position is a later write
     best = items[0]
     for item in items[1:]:
         if _ts(item[0]) >= _ts(best[0]):
             best = item
     return best
+
+
+def _latest_or_tie(items: Sequence[tuple[Annotation, T]], key: Callable[[T], Hashable]) -> T | None:
+    """The most recent value, or None when the most recent answers disagree and share a timestamp.
+
+    Missing timestamps count as equal: between two annotators list order says nothing (an SDK's
+    bulk log can give every answer the same time), so it must not decide.
+    """
+    newest = max(_ts(a) for a, _ in items)
+    top = [item for item in items if _ts(item[0]) == newest]
+    if len({key(value) for _, value in top}) > 1:
+        return None
+    return top[-1][1]
+
+
+def latest_votes(
+    items: Iterable[tuple[Q, Annotation, T]],
+) -> tuple[list[tuple[Q, Annotation, T]], int]:
+    """One vote per (voter, question): ``items`` are (question, annotation, value) in list order.
+
+    Returns the surviving items in first-seen order and how many were superseded. The voter is the
+    annotator, kept apart for ground-truth annotations (see the module docstring).
+    """
+    best: dict[tuple[Q, str, bool], tuple[Q, Annotation, T]] = {}
+    superseded = 0
+    for item in items:
+        question, ann, _ = item
+        voter = (question, ann.annotator, ann.ground_truth)
+        seen = best.get(voter)
+        if seen is None:
+            best[voter] = item
+            continue
+        superseded += 1
+        if _ts(ann) >= _ts(seen[1]):  # a later position breaks equal timestamps: same person, later write
+            best[voter] = item
+    return list(best.values()), superseded
 
 
 class Policy:
@@ -87,31 +176,42 @@ class Policy:
             raise UsageError("The prefer policy needs an annotator: --merge prefer:alice")
         self.name, self.annotator = name, arg
 
-    def resolve(self, items: Sequence[tuple[Annotation, T]], key: Callable[[T], Hashable]) -> tuple[T | None, str]:
-        """Pick one value among disagreeing ones; returns (value or None to drop, how)."""
+    def resolve(self, items: Sequence[tuple[Annotation, T]], key: Callable[[T], Hashable]) -> Resolution:
+        """Pick one value among disagreeing votes (one per annotator), or say why none is picked."""
         if self.name == "unanimous":
-            return None, "dropped: annotators disagree (unanimous)"
+            return Resolution(None, f"dropped: {DISAGREE_UNANIMOUS}", DISAGREE_UNANIMOUS)
         if self.name == "majority":
             votes = Counter(key(value) for _, value in items)
             (top, top_n), *rest = votes.most_common()
             if rest and rest[0][1] == top_n:
-                return None, "dropped: no majority (tie)"
+                return Resolution(None, f"dropped: {TIE_MAJORITY}", TIE_MAJORITY)
             chosen = next(value for _, value in items if key(value) == top)
-            return chosen, "resolved by majority"
+            return Resolution(chosen, "resolved by majority")
         if self.name == "prefer":
             theirs = [item for item in items if item[0].annotator == self.annotator]
             if theirs:
-                return _latest(theirs)[1], f"resolved by preferring {self.annotator}"
-            return _latest(items)[1], "resolved by latest (preferred annotator absent)"
+                return self._latest(theirs, key, f"resolved by preferring {self.annotator}")
+            return self._latest(items, key, "resolved by latest (preferred annotator absent)")
         if self.name == "ground_truth":
             truth = [item for item in items if item[0].ground_truth]
             if truth:
-                return _latest(truth)[1], "resolved by ground truth"
-        return _latest(items)[1], "resolved by latest"
+                return self._latest(truth, key, "resolved by ground truth")
+        return self._latest(items, key, "resolved by latest")
+
+    @staticmethod
+    def _latest(items: Sequence[tuple[Annotation, T]], key: Callable[[T], Hashable], how: str) -> Resolution:
+        chosen = _latest_or_tie(items, key)
+        if chosen is None:
+            return Resolution(None, f"dropped: {TIE_TIMESTAMPS}", TIE_TIMESTAMPS)
+        return Resolution(chosen, how)
 
 
 def _manual_version(annotation: Annotation) -> tuple[frozenset[tuple[int, int, str]], tuple[tuple[str, float], ...]]:
     return (frozenset(s.key for s in annotation.spans), tuple(sorted(annotation.categories.items())))
+
+
+#: the one question a manual annotation answers: the whole document
+_DOCUMENT = "document"
 
 
 def merge_record(record: Record, policy: str | Policy = "ground_truth") -> Merged | MergeSkip:
@@ -123,24 +223,27 @@ def merge_record(record: Record, policy: str | Policy = "ground_truth") -> Merge
         only = record.annotations[0]
         if only.answer == Answer.ACCEPT and only.mode != "binary":
             return Merged(list(only.spans), [], dict(only.categories), True, [only.annotator])
-    usable = [a for a in record.annotations if a.answer not in (Answer.IGNORE, Answer.SKIP)]
-    if not usable:
-        return MergeSkip("only ignored or skipped answers")
-    manual = [a for a in usable if a.mode != "binary" and a.answer == Answer.ACCEPT]
-    binary = [a for a in usable if a.mode == "binary"]
+    # An annotator's latest manual answer is their one version, whatever it says: a later ignore or
+    # reject withdraws an earlier accept. Binary answers are votes per question (_merge_binary).
+    manual_votes, superseded = latest_votes((_DOCUMENT, a, a) for a in record.annotations if a.mode != "binary")
+    binary = [a for a in record.annotations if a.mode == "binary" and a.answer not in (Answer.IGNORE, Answer.SKIP)]
+    usable = [a for _, a, _ in manual_votes if a.answer not in (Answer.IGNORE, Answer.SKIP)]
+    if not usable and not binary:
+        return MergeSkip("only ignored or skipped answers", superseded=superseded)
+    manual = [a for a in usable if a.answer == Answer.ACCEPT]
     if not manual and not binary:
-        return MergeSkip("only rejected manual annotations")
+        return MergeSkip("only rejected manual annotations", superseded=superseded)
 
     merged = Merged(complete=bool(manual))
     conflicts: list[str] = []
     if manual:
         versions = [(a, a) for a in manual]
         if len(manual) > 1 and len({_manual_version(a) for a in manual}) > 1:
-            resolved = pol.resolve(versions, key=_manual_version)
-            chosen, how = resolved
-            conflicts.append(how)
-            if chosen is None:
-                return MergeSkip(how.removeprefix("dropped: "), conflict=how)
+            resolution = pol.resolve(versions, key=_manual_version)
+            conflicts.append(resolution.how)
+            if resolution.value is None:
+                return MergeSkip(resolution.reason or resolution.how, conflict=resolution.how, superseded=superseded)
+            chosen: Annotation = resolution.value
         else:
             chosen = _latest(versions)[1]
         merged.spans = list(chosen.spans)
@@ -148,45 +251,72 @@ def merge_record(record: Record, policy: str | Policy = "ground_truth") -> Merge
         merged.annotators = sorted({a.annotator for a in manual})
 
     if binary:
-        _merge_binary(binary, merged, pol, conflicts)
+        superseded += _merge_binary(record.annotations, merged, pol, conflicts)
         merged.annotators = sorted(set(merged.annotators) | {a.annotator for a in binary})
+    merged.superseded = superseded
     if conflicts:
         merged.conflict = Counter(conflicts).most_common(1)[0][0]
     return merged
 
 
-def _merge_binary(binary: list[Annotation], merged: Merged, pol: Policy, conflicts: list[str]) -> None:
-    span_votes: dict[tuple[int, int, str], list[tuple[Annotation, tuple[bool, Span]]]] = {}
-    cat_votes: dict[str, list[tuple[Annotation, tuple[bool, Span | None]]]] = {}
-    for ann in binary:
-        accepted = ann.answer == Answer.ACCEPT
+def _merge_binary(annotations: list[Annotation], merged: Merged, pol: Policy, conflicts: list[str]) -> int:
+    """Decide each binary question; returns how many answers were superseded by a later one."""
+    span_items: list[tuple[tuple[int, int, str], Annotation, tuple[Answer, Span]]] = []
+    cat_items: list[tuple[str, Annotation, tuple[Answer, float]]] = []
+    for ann in annotations:
+        if ann.mode != "binary":
+            continue
+        # ignored answers take part in superseding (a later ignore withdraws an earlier vote), then drop out
         for span in ann.spans:
-            span_votes.setdefault(span.key, []).append((ann, (accepted, span)))
+            span_items.append((span.key, ann, (ann.answer, span)))
         for label, value in ann.categories.items():
             # the categories are the question asked; the answer says whether it holds
-            cat_votes.setdefault(label, []).append((ann, (accepted and value > 0.0, None)))
+            cat_items.append((label, ann, (ann.answer, value)))
+    span_votes, superseded = latest_votes(span_items)
+    cat_votes, cat_superseded = latest_votes(cat_items)
+
+    by_span: dict[tuple[int, int, str], list[tuple[Annotation, tuple[bool, Span]]]] = {}
+    for key, ann, (answer, span) in span_votes:
+        if answer in (Answer.ACCEPT, Answer.REJECT):
+            by_span.setdefault(key, []).append((ann, (answer == Answer.ACCEPT, span)))
+    by_label: dict[str, list[tuple[Annotation, tuple[bool, None]]]] = {}
+    for label, ann, (answer, value) in cat_votes:
+        if answer in (Answer.ACCEPT, Answer.REJECT):
+            by_label.setdefault(label, []).append((ann, (answer == Answer.ACCEPT and value > 0.0, None)))
 
     manual_keys = {s.key for s in merged.spans}
-    for key, votes in span_votes.items():
+    for key, votes in by_span.items():
         decision = _decide(votes, pol, conflicts)
-        if decision is None or key in manual_keys:
+        if isinstance(decision, str):
+            if key not in manual_keys:
+                merged.dropped_spans.append((votes[-1][1][1], decision))
+            continue
+        if key in manual_keys:
             continue
         accepted, span = decision
         (merged.spans if accepted else merged.incorrect_spans).append(span)
-    for label, cvotes in cat_votes.items():
+    for label, cvotes in by_label.items():
         cdecision = _decide(cvotes, pol, conflicts)
-        if cdecision is not None and label not in merged.categories:
+        if label in merged.categories:
+            continue
+        if isinstance(cdecision, str):
+            merged.dropped_categories[label] = cdecision
+        else:
             merged.categories[label] = 1.0 if cdecision[0] else 0.0
+    return superseded + cat_superseded
 
 
 def _accepted(value: tuple[bool, Any]) -> bool:
     return value[0]
 
 
-def _decide(votes: list[tuple[Annotation, tuple[bool, T]]], pol: Policy, conflicts: list[str]) -> tuple[bool, T] | None:
+def _decide(votes: list[tuple[Annotation, tuple[bool, T]]], pol: Policy, conflicts: list[str]) -> tuple[bool, T] | str:
+    """The decided (accepted, value), or the reason the question is dropped."""
     if len({accepted for _, (accepted, _) in votes}) == 1:
         return _latest(votes)[1]
-    resolved = pol.resolve(votes, key=_accepted)
-    chosen, how = resolved
-    conflicts.append(how)
+    resolution = pol.resolve(votes, key=_accepted)
+    conflicts.append(resolution.how)
+    if resolution.value is None:
+        return resolution.reason or resolution.how
+    chosen: tuple[bool, T] = resolution.value
     return chosen
