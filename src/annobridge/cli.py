@@ -68,7 +68,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: no hard wraps
 out_console = Console()
 
 
@@ -560,7 +560,7 @@ def main() -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C now ends at once
         console.print(
             f"[bold red]{'terminated' if terminated else 'interrupted'}:[/] stopped before finishing; "
-            "nothing half-written was left (an export folder or output file keeps its previous content)"
+            "nothing was half-written (outputs keep their previous content)"
         )
         sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
