@@ -73,7 +73,8 @@ def test_report_tables_keep_their_brackets(screens: tuple[io.StringIO, io.String
 def test_next_step_is_printed_whole_and_quoted(
     screens: tuple[io.StringIO, io.StringIO], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = ExportReport(task="ner", out_dir="runs/out[final] v2", format="spacy", config="runs/out[final] v2/config.cfg")
+    out = "runs/out[final] v2"
+    report = ExportReport(task="ner", out_dir=out, format="spacy", config=f"{out}/config.cfg")
     report.files = {"train": ["train/train-0000.spacy"], "dev": ["dev/dev-0000.spacy"]}
     cli._print_report(report)
     printed = capsys.readouterr().out.splitlines()
