@@ -80,8 +80,7 @@ def test_rejected_batch_is_bisected_without_positions(argilla_server: Any, open_
     adapter = open_adapter(dataset_name)
     adapter.ensure_project(LabelSchema(TaskKind.NER, LABELS))
     transport = _HidePositions()
-    adapter._client = httpx.Client(base_url=argilla_server.url + "/api/v1", transport=transport,
-                                   headers={"X-Argilla-Api-Key": argilla_server.owner.api_key})
+    adapter.client.transport = transport  # the fault injection wraps the real transport
     docs, preds, expected = _batch_with_bad_records(fashion)
     result = adapter.import_documents(docs, predictions=preds)
     assert result.created == len(docs) - len(expected)
@@ -96,8 +95,7 @@ def test_rejected_batch_is_bisected_without_positions(argilla_server: Any, open_
 def test_batches_are_sized_for_the_server(argilla_server: Any, open_adapter: Any, dataset_name: str) -> None:
     adapter = open_adapter(dataset_name, query="?batch_size=7")
     transport = _HidePositions()
-    adapter._client = httpx.Client(base_url=argilla_server.url + "/api/v1", transport=transport,
-                                   headers={"X-Argilla-Api-Key": argilla_server.owner.api_key})
+    adapter.client.transport = transport  # the fault injection wraps the real transport
     docs = [Document(f"d{i}", f"Text number {i} about Zara and H&M.") for i in range(30)]
     preds = {d.id: Prediction("m", spans=[Span(22, 26, "FASHION_BRAND", score=0.4 + i / 100)], score=0.4 + i / 100)
              for i, d in enumerate(docs)}
@@ -139,8 +137,7 @@ def test_pull_recovers_from_shifting_pages(argilla_server: Any, open_adapter: An
     docs = [Document(f"p{i}", f"Page test {i} with Zara.") for i in range(12)]
     assert adapter.import_documents(docs, schema=LabelSchema(TaskKind.NER, LABELS)).created == 12
     transport = _ShiftFirstPass()
-    adapter._client = httpx.Client(base_url=argilla_server.url + "/api/v1", transport=transport,
-                                   headers={"X-Argilla-Api-Key": argilla_server.owner.api_key})
+    adapter.client.transport = transport  # the fault injection wraps the real transport
     ids = [r.id for r in adapter.pull()]
     assert sorted(ids) == sorted(d.id for d in docs)  # each exactly once
     assert transport.pages.count(0) == 2  # a second pass found the lost record

@@ -138,6 +138,8 @@ def test_ner_round_trip(argilla_server: Any, open_adapter: Any, dataset_name: st
     assert {where for where, _ in owner.repairs} == {f"{dataset_name}/{UTF16_RECORD}/annotator1"}
     assert len(owner.repairs) == len(by_id[UTF16_RECORD]["spans"])
     assert all("utf16 offsets converted" in note for _, note in owner.repairs)
+    # ... and reach the export as span notes (spans_adjusted), never as skipped records
+    assert owner.span_notes == [(UTF16_RECORD, "adjusted", "utf16 offsets converted")] * len(owner.repairs)
 
     accepted = list(owner.pull(answers=[Answer.ACCEPT]))
     assert sum(len(r.annotations) for r in accepted) == len(docs) + 15

@@ -34,6 +34,7 @@ def _load_server_module() -> Any:
 _server = _load_server_module()
 LabelStudioServer = _server.LabelStudioServer
 ServerUser = _server.ServerUser
+free_port = _server.free_port
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "labelstudio"
 

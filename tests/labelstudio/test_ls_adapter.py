@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
-from ls_helpers import LabelStudioServer, adapter_for, post_annotation
+from ls_helpers import LabelStudioServer, adapter_for, free_port, post_annotation, ui_span
 
 from annobridge.adapter import AdapterURL
 from annobridge.adapters.labelstudio import LabelStudioAdapter, iter_json_array
 from annobridge.adapters.labelstudio.labelconfig import LabelConfig, label_config_for
 from annobridge.config import AdapterConfig
-from annobridge.errors import AdapterError, SchemaError, UsageError
+from annobridge.errors import AdapterError, SchemaError, ServerUnreachableError, UsageError
+from annobridge.http import JWTRefreshAuth
 from annobridge.model import Answer, Document, LabelSchema, Prediction, Span, TaskKind
 from annobridge.plugins import open_adapter
 
@@ -70,6 +76,12 @@ def test_url_forms() -> None:
     with pytest.raises(UsageError, match="plain http"):
         LabelStudioAdapter(AdapterURL.parse("labelstudio:///projects/3"),
                            AdapterConfig({"api_key": "k" * 40, "url": "http://ls.example.org"}, env={}))
+    with pytest.raises(UsageError, match="LABEL_STUDIO_URL uses plain http"):
+        LabelStudioAdapter(AdapterURL.parse("labelstudio:///projects/3"),
+                           AdapterConfig({"api_key": "k" * 40}, env={"LABEL_STUDIO_URL": "http://10.2.3.4:8080"}))
+    forced = LabelStudioAdapter(AdapterURL.parse("labelstudio+http:///projects/3"),
+                                AdapterConfig({"api_key": "k" * 40}, env={"LABEL_STUDIO_URL": "http://10.2.3.4:8080"}))
+    assert forced.client.base_url == "http://10.2.3.4:8080"
 
 
 def test_registered_and_env_auth(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,13 +183,21 @@ def test_personal_access_token_and_refresh(ls_server: LabelStudioServer, new_pro
     assert resp.status_code == 201, resp.text
     pat = resp.json()["token"]
     adapter = adapter_for(ls_server, f"/projects/{admin.project_id}", token=pat)
-    assert adapter.client._pat
+    auth = adapter.client.auth
+    assert adapter.client.pat and isinstance(auth, JWTRefreshAuth)
     assert [r.id for r in adapter.pull()] == ["pat-1"]
+    first_access = auth.access
+    assert first_access and first_access != pat
     # An access token that stopped working is refreshed once, transparently.
-    adapter.client._access = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjk5OTk5OTk5OTl9.bad"
-    adapter.client._access_exp = 9_999_999_999
+    auth.access = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjk5OTk5OTk5OTl9.bad"
+    auth.access_expires = 9_999_999_999
     assert adapter.count() == 1
-    assert adapter.client._access and adapter.client._access.endswith(".bad") is False
+    assert auth.access and auth.access.endswith(".bad") is False
+    # Errors name neither the PAT nor any access token the refreshes produced.
+    with pytest.raises(AdapterError) as err:
+        adapter.client.request("GET", "/api/projects/99999999/")
+    for secret in (pat, first_access, auth.access):
+        assert secret not in str(err.value) and secret not in repr(adapter.client)
 
 
 @pytest.mark.server
@@ -197,10 +217,61 @@ def test_token_never_in_errors(ls_server: LabelStudioServer, new_project_url: st
     with pytest.raises(AdapterError) as err:
         adapter_for(ls_server, "/projects/1", token=bad_pat).count()
     assert bad_pat not in str(err.value) and "personal access token" in str(err.value)
-    dead = LabelStudioAdapter(AdapterURL.parse("labelstudio://127.0.0.1:1/projects/1"),
+    port = free_port()
+    dead = LabelStudioAdapter(AdapterURL.parse(f"labelstudio://127.0.0.1:{port}/projects/1"),
                               AdapterConfig({"api_key": good}, env={}))
-    dead.client.retry_for = 1.0
-    with pytest.raises(AdapterError) as err:
+    began = time.monotonic()
+    with pytest.raises(ServerUnreachableError) as unreachable:
         dead.count()
-    assert "cannot connect" in str(err.value) and good not in str(err.value)
-    assert good not in repr(dead.config.secret("api_key"))
+    assert time.monotonic() - began < 10
+    assert str(unreachable.value) == f"cannot reach 127.0.0.1:{port} (connection refused): is the server running?"
+    assert good not in repr(dead.config.secret("api_key")) and good not in repr(dead.client)
+
+
+def test_unreachable_server_through_the_cli(tmp_path: Path) -> None:
+    """The real CLI on a port nobody listens on: the one-line message and exit code 3, within seconds."""
+    port = free_port()
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": "cli-token-" + "z" * 30, "ANNOBRIDGE_CONFIG": str(tmp_path / "none")}
+    began = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "annobridge", "pull", f"labelstudio://127.0.0.1:{port}/projects/1",
+         "-o", str(tmp_path / "out.jsonl")],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"cannot reach 127.0.0.1:{port} (connection refused): is the server running?" in proc.stderr
+    assert "z" * 30 not in proc.stdout + proc.stderr
+    assert time.monotonic() - began < 30  # interpreter start included; the HTTP part gives up within 10 s
+
+
+@pytest.mark.server
+def test_dropped_spans_are_span_notes_not_skipped_records(
+    ls_server: LabelStudioServer, new_project_url: str, tmp_path: Path
+) -> None:
+    import annobridge
+    from annobridge.offsets import check_span
+
+    adapter = adapter_for(ls_server, new_project_url)
+    text = "Ada Lovelace met Charles Babbage."
+    docs = [Document("drop-1", text), Document("drop-2", "Nothing here.")]
+    tasks = adapter.import_documents(docs, schema=LabelSchema(TaskKind.NER, ["PER"])).native_ids
+    good = ui_span(0, 12, "Ada Lovelace", "PER", "g")
+    broken = ui_span(20, 999, "Zorro", "PER", "o")  # past the end, and its text is nowhere: cannot be kept
+    post_annotation(ls_server, ls_server.annotators[0], tasks["drop-1"], [good, broken])
+    post_annotation(ls_server, ls_server.annotators[0], tasks["drop-2"], [])
+    why = check_span(text, Span(20, 999, "PER", text="Zorro")).note
+    assert why
+
+    records = {r.id: r for r in adapter.pull()}
+    assert set(records) == {"drop-1", "drop-2"} and adapter.skipped == []
+    assert [s.key for s in records["drop-1"].annotations[0].spans] == [(0, 12, "PER")]
+    assert adapter.span_notes == [("drop-1", "dropped", why)]
+    assert adapter.source_schema() == LabelSchema(TaskKind.NER, ["PER"])
+
+    # Through the export: both records read and exported, the span counted as a dropped span only.
+    report = annobridge.export(adapter_for(ls_server, f"/projects/{adapter.project_id}"), tmp_path / "corpus",
+                               task="ner")
+    assert report.records_read == 2 and report.records_exported == 2
+    assert sum(report.records_skipped.values()) == 0
+    assert report.spans_dropped == {why: 1}
+    with pytest.raises(UsageError, match="--task textcat does not fit"):
+        annobridge.export(adapter_for(ls_server, f"/projects/{adapter.project_id}"), tmp_path / "c2", task="textcat")

@@ -75,6 +75,9 @@ def test_round_trip_two_annotators(ls_server: LabelStudioServer, new_project_url
     assert set(records) == set(gold)
     assert adapter.skipped == []
     assert any(where.startswith(f"task {task_of[utf16_doc.id]} ") for where, _ in adapter.repaired)
+    # the repairs are span notes the export counts (spans_adjusted), never skipped records
+    assert any("utf16" in why for doc_id, kind, why in adapter.span_notes if doc_id == utf16_doc.id)
+    assert {doc_id for doc_id, kind, _ in adapter.span_notes if kind == "adjusted"} >= {utf16_doc.id}
     for doc_id, record in records.items():
         assert record.text == text[doc_id]
         assert record.native_ids["task_id"] == task_of[doc_id]

@@ -26,8 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,8 @@ from ..offsets import check_span, has_astral, utf16_to_codepoint
 
 if TYPE_CHECKING:
     import httpx
+
+    from ..http import HttpClient
 
 __all__ = ["ArgillaAdapter"]
 
@@ -88,12 +89,18 @@ def _agent(model_version: str) -> str:
     return agent if re.search(r"[a-zA-Z0-9]", agent) else "model"
 
 
-def server_reason(response: httpx.Response) -> str:
-    """The server's own words for a refusal, from any of Argilla's error shapes."""
+def server_reason(response: httpx.Response, redact: Callable[[str], str] | None = None) -> str:
+    """The server's own words for a refusal, from any of Argilla's error shapes: redacted, then cut."""
+    from ..http import excerpt
+
+    return excerpt(_server_reason(response), redact, 500)
+
+
+def _server_reason(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:500]}"
+        return f"HTTP {response.status_code}: {response.text}"
     detail = body.get("detail", body) if isinstance(body, dict) else body
     if isinstance(detail, str):
         return detail
@@ -101,7 +108,7 @@ def server_reason(response: httpx.Response) -> str:
         params = detail.get("params")
         if isinstance(params, dict) and params.get("detail"):
             return str(params["detail"])
-        return str(detail.get("message") or detail.get("code") or json.dumps(detail)[:500])
+        return str(detail.get("message") or detail.get("code") or json.dumps(detail))
     if isinstance(detail, list):  # FastAPI request validation
         parts = []
         for item in detail[:5]:
@@ -111,7 +118,7 @@ def server_reason(response: httpx.Response) -> str:
             else:
                 parts.append(str(item))
         return "; ".join(parts)
-    return str(detail)[:500]
+    return str(detail)
 
 
 def _bad_positions(response: httpx.Response, size: int) -> list[int]:
@@ -128,7 +135,7 @@ def _bad_positions(response: httpx.Response, size: int) -> list[int]:
             if len(loc) >= 3 and loc[0] == "body" and loc[1] == "items" and isinstance(loc[2], int):
                 positions.add(loc[2])
     else:
-        match = _POSITION.search(server_reason(response))
+        match = _POSITION.search(_server_reason(response))
         if match:
             positions.add(int(match.group(1)))
     return sorted(p for p in positions if 0 <= p < size)
@@ -171,7 +178,7 @@ class ArgillaAdapter(Adapter):
     scheme = "argilla"
     description = "Argilla 2.x datasets (REST API; owner/admin key for import and full pulls)"
     url_example = "argilla://127.0.0.1:6900/my-workspace/my-dataset"
-    requires = {"httpx": "argilla"}
+    requires = {"httpx": "argilla", "tenacity": "argilla"}
     capabilities = Capabilities(
         create_project=True,
         import_documents=True,
@@ -183,7 +190,8 @@ class ArgillaAdapter(Adapter):
         overlapping_spans=True,
     )
 
-    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None) -> None:
+    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(url, config)
         parts = [p for p in url.path.split("/") if p]
         if len(parts) != 2:
@@ -191,16 +199,8 @@ class ArgillaAdapter(Adapter):
                 f"{url}: expected argilla://HOST:PORT/WORKSPACE/DATASET, e.g. {self.url_example}"
             )
         self.workspace, self.dataset_name = parts
-        if url.host:
-            self.base_url = url.base_url()
-        else:
-            configured = self.config.get("url", env="ARGILLA_API_URL")
-            if not configured:
-                raise UsageError(
-                    f"{url}: no server given; use argilla://HOST:PORT/{self.workspace}/{self.dataset_name} "
-                    "or set ARGILLA_API_URL"
-                )
-            self.base_url = str(configured).rstrip("/")
+        # The same https rule whether the server comes from the URL, ARGILLA_API_URL or the config file.
+        self.base_url = self.config.server_url(url, env="ARGILLA_API_URL")
         self.api_key: Secret | None = self.config.secret("api_key", env="ARGILLA_API_KEY")
         params = url.params
         self.field_name: str | None = params.get("field")
@@ -210,25 +210,32 @@ class ArgillaAdapter(Adapter):
         self.timeout = float(params.get("timeout", 120))
         #: spans whose offsets were repaired on pull, as (where, note)
         self.repairs: list[tuple[str, str]] = []
-        self._client: httpx.Client | None = None
+        self._transport = transport
+        self._client: HttpClient | None = None
         self._dataset: _Dataset | None = None
         self._users: dict[str, str] | None = None
 
     # -- HTTP -------------------------------------------------------------------
 
     @property
-    def client(self) -> httpx.Client:
+    def client(self) -> HttpClient:
         if self._client is None:
-            import httpx
+            from ..http import HttpClient, StaticTokenAuth
 
             if not self.api_key:
                 raise UsageError(
                     "Argilla needs an API key: set ARGILLA_API_KEY or api_key in the [argilla] config section"
                 )
-            self._client = httpx.Client(
-                base_url=self.base_url + "/api/v1",
-                headers={"X-Argilla-Api-Key": self.api_key.reveal()},
+            self._client = HttpClient(
+                self.base_url,
+                name="Argilla",
+                auth=StaticTokenAuth(self.api_key, header="X-Argilla-Api-Key", prefix=""),
+                allow_http=self.url.transport == "http",
                 timeout=self.timeout,
+                api_prefix="/api/v1",
+                # A 500 from a bulk can be a server bug one record triggers: narrowed down, not retried.
+                retry_status={429, 502, 503, 504},
+                transport=self._transport,
             )
         return self._client
 
@@ -237,31 +244,14 @@ class ArgillaAdapter(Adapter):
             self._client.close()
             self._client = None
 
-    def _request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
-        """One call; connection errors and 502-504 are retried for idempotent calls, never tokens in errors."""
-        import httpx
-
-        attempts = 4 if retry else 1
-        for attempt in range(attempts):
-            try:
-                response = self.client.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt + 1 == attempts:
-                    raise AdapterError(
-                        f"Cannot reach Argilla at {self.base_url} ({type(exc).__name__}: {exc})"
-                    ) from None
-                time.sleep(0.5 * 2**attempt)
-                continue
-            if response.status_code in (502, 503, 504) and attempt + 1 < attempts:
-                time.sleep(0.5 * 2**attempt)
-                continue
-            return response
-        raise AssertionError("unreachable")
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call with the HTTP layer's rules (retries only where safe); the status is the caller's to read."""
+        return self.client.send(method, path, **kwargs)
 
     def _ok(self, response: httpx.Response, what: str) -> Any:
         if response.status_code < 400:
             return response.json() if response.content else None
-        reason = server_reason(response)
+        reason = server_reason(response, self.client.redact)
         if response.status_code == 401:
             raise AdapterError(f"Argilla rejected the API key while {what} (401): set ARGILLA_API_KEY")
         if response.status_code == 403:
@@ -283,7 +273,7 @@ class ArgillaAdapter(Adapter):
         if not create:
             raise UsageError(f"Argilla has no workspace {self.workspace!r} visible to this API key")
         created = self._ok(
-            self._request("POST", "/workspaces", json={"name": self.workspace}, retry=False),
+            self._request("POST", "/workspaces", json={"name": self.workspace}),
             f"creating workspace {self.workspace!r}",
         )
         return str(created["id"])
@@ -404,7 +394,7 @@ class ArgillaAdapter(Adapter):
         if field_name not in have_fields:
             self._ok(
                 self._request(
-                    "POST", f"/datasets/{ds_id}/fields", retry=False,
+                    "POST", f"/datasets/{ds_id}/fields",
                     json={"name": field_name, "title": "Text", "required": True,
                           "settings": {"type": "text", "use_markdown": False}},
                 ),
@@ -420,7 +410,7 @@ class ArgillaAdapter(Adapter):
             title = {"span": "Mark the spans", "label_selection": "Pick the label",
                      "multi_label_selection": "Pick every label that applies"}[settings["type"]]
             self._ok(
-                self._request("POST", f"/datasets/{ds_id}/questions", retry=False,
+                self._request("POST", f"/datasets/{ds_id}/questions",
                               json={"name": name, "title": title, "required": True, "settings": settings}),
                 "creating the question",
             )
@@ -437,7 +427,7 @@ class ArgillaAdapter(Adapter):
             if meta_name not in have_meta:
                 self._ok(
                     self._request(
-                        "POST", f"/datasets/{ds_id}/metadata-properties", retry=False,
+                        "POST", f"/datasets/{ds_id}/metadata-properties",
                         json={"name": meta_name, "title": meta_name.replace("_", " "),
                               "settings": {"type": kind}, "visible_for_annotators": visible},
                     ),
@@ -536,6 +526,11 @@ class ArgillaAdapter(Adapter):
             raise SchemaError(f"metadata cannot be sent as JSON: {exc}") from None
         return item
 
+    def source_schema(self) -> LabelSchema | None:
+        """What the dataset's question asks: a span question -> ner/spans, label questions -> textcat."""
+        ds = self.dataset()
+        return LabelSchema(ds.task, list(ds.labels))
+
     def _bulk(self, ds: _Dataset, items: list[tuple[str, dict[str, Any]]], result: ImportResult) -> None:
         """PUT one bulk; on 422 drop the named record(s) or split, so every good record lands."""
         if not items:
@@ -555,11 +550,11 @@ class ArgillaAdapter(Adapter):
         if response.status_code not in (422, 500):
             self._ok(response, "importing records")
         if len(items) == 1:
-            result.failed.append((items[0][0], server_reason(response)))
+            result.failed.append((items[0][0], server_reason(response, self.client.redact)))
             return
         bad = _bad_positions(response, len(items))
         if bad:
-            reason = server_reason(response)
+            reason = server_reason(response, self.client.redact)
             for pos in bad:
                 result.failed.append((items[pos][0], reason))
             self._bulk(ds, [it for i, it in enumerate(items) if i not in set(bad)], result)
@@ -630,7 +625,7 @@ class ArgillaAdapter(Adapter):
                                      "ge": 0.0}]}}
         data = self._ok(
             self._request("POST", f"/datasets/{ds.id}/records/search", params={"offset": 0, "limit": limit},
-                          json=body),
+                          json=body, idempotent=True),  # a search reads: safe to send again
             "sorting by uncertainty",
         )
         return [str(i["record"].get("external_id") or i["record"]["id"]) for i in data["items"]]
@@ -650,26 +645,16 @@ class ArgillaAdapter(Adapter):
     ) -> Iterator[dict[str, Any]]:
         """Every record once. The list endpoint orders by insert time only, so ties may shift between pages
         on PostgreSQL: records are de-duplicated and a missing one triggers another pass."""
-        params: list[tuple[str, str | int]] = [("include", name) for name in include]
+        params = [("include", name) for name in include]
         seen: set[str] = set()
         total: int | None = None
         for _ in range(3):
-            offset = 0
-            while True:
-                page = self._ok(
-                    self._request("GET", f"/datasets/{ds.id}/records",
-                                  params=[*params, ("offset", offset), ("limit", self.page_size)]),
-                    "listing records",
-                )
-                items = page.get("items", [])
-                total = page.get("total", total)
-                for item in items:
+            for page in self.client.pages_offset(f"/datasets/{ds.id}/records", params=params, limit=self.page_size):
+                total = page.body.get("total", total)
+                for item in page.items:
                     if str(item["id"]) not in seen:
                         seen.add(str(item["id"]))
                         yield item
-                if len(items) < self.page_size:
-                    break
-                offset += len(items)
             if total is None or len(seen) >= int(total):
                 return
         if total is not None and len(seen) < int(total):
@@ -677,22 +662,13 @@ class ArgillaAdapter(Adapter):
 
     def _iter_own(self, ds: _Dataset) -> Iterator[dict[str, Any]]:
         """An annotator key may not list the dataset; search its own view (only its own responses)."""
-        offset = 0
-        while True:
-            data = self._ok(
-                self._request(
-                    "POST", f"/me/datasets/{ds.id}/records/search",
-                    params=[("include", "responses"), ("include", "suggestions"), ("offset", offset),
-                            ("limit", self.page_size)],
-                    json={"sort": [{"scope": {"entity": "record", "property": "inserted_at"}, "order": "asc"}]},
-                ),
-                "searching own records",
-            )
-            items = [i["record"] for i in data.get("items", [])]
-            yield from items
-            if len(items) < self.page_size:
-                return
-            offset += len(items)
+        pages = self.client.pages_offset(
+            f"/me/datasets/{ds.id}/records/search", method="POST", limit=self.page_size, idempotent=True,
+            params=[("include", "responses"), ("include", "suggestions")],
+            json={"sort": [{"scope": {"entity": "record", "property": "inserted_at"}, "order": "asc"}]},
+            items=lambda body: [i["record"] for i in body.get("items", [])],
+        )
+        return self.client.iter_items(pages)  # a search only reads, so it is retried like a GET
 
     def users(self) -> dict[str, str]:
         """user id -> username (ids only for users this key may not see)."""
@@ -779,8 +755,11 @@ class ArgillaAdapter(Adapter):
         if ds.question_type == "span":
             ann.spans, notes = self._spans(text, value, f"{where}/{annotator}")
             if notes:
-                ann.meta["offset_repairs"] = notes
-                self.repairs.extend((f"{where}/{annotator}", note) for note in notes)
+                ann.meta["offset_repairs"] = [note for _why, note in notes]
+                self.repairs.extend((f"{where}/{annotator}", note) for _why, note in notes)
+                for why, _note in notes:
+                    if why == "utf16 offsets converted":  # the rest is left to the exporter's verifier to drop
+                        self.note_span(where.split("/", 1)[-1], "adjusted", why)
         else:
             if isinstance(value, str):
                 chosen = [value]
@@ -792,12 +771,12 @@ class ArgillaAdapter(Adapter):
             ann.categories = {label: 1.0 if label in chosen else 0.0 for label in dict.fromkeys([*ds.labels, *chosen])}
         return ann
 
-    def _spans(self, text: str, value: Any, where: str) -> tuple[list[Span], list[str]]:
+    def _spans(self, text: str, value: Any, where: str) -> tuple[list[Span], list[tuple[str, str]]]:
         """Spans with their covered text as claim, UTF-16 offsets converted, and the notes of what changed."""
         if not isinstance(value, list):
             raise _Malformed(f"{where}: span answer is not a list ({type(value).__name__})")
         spans: list[Span] = []
-        notes: list[str] = []
+        notes: list[tuple[str, str]] = []  # (why, detailed note)
         for raw in value:
             try:
                 span = Span(int(raw["start"]), int(raw["end"]), str(raw["label"]))
@@ -807,7 +786,7 @@ class ArgillaAdapter(Adapter):
                 span.score = float(raw["score"])
             fixed, note = verify_offsets(text, span)
             if note:
-                notes.append(f"{span.start}-{span.end} {span.label}: {note}")
+                notes.append((note, f"{span.start}-{span.end} {span.label}: {note}"))
             spans.append(fixed)
         return spans, notes
 

@@ -33,13 +33,13 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from ...adapter import Adapter, AdapterURL, Capabilities, ImportResult, as_datetime, is_loopback
+from ...adapter import Adapter, AdapterURL, Capabilities, ImportResult, as_datetime
 from ...config import AdapterConfig
 from ...errors import AdapterError, SchemaError, UsageError
 from ...hookspecs import hookimpl
 from ...model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span
 from ...offsets import check_span
-from .labelconfig import LabelConfig, MaybeAppliedError, label_config_for
+from .labelconfig import LabelConfig, label_config_for
 
 if TYPE_CHECKING:
     from .client import LabelStudioClient
@@ -129,7 +129,7 @@ class LabelStudioAdapter(Adapter):
     scheme = "labelstudio"
     description = "Label Studio projects over the REST API (legacy token or personal access token)"
     url_example = "labelstudio://127.0.0.1:8080/projects/1"
-    requires = {"httpx": "labelstudio"}
+    requires = {"httpx": "labelstudio", "tenacity": "labelstudio"}
     capabilities = Capabilities(
         create_project=True,
         import_documents=True,
@@ -160,8 +160,9 @@ class LabelStudioAdapter(Adapter):
             from .client import LabelStudioClient  # httpx comes with the `labelstudio` extra
 
             client = LabelStudioClient(
-            self._base_url(url), self.config.secret("api_key", env="LABEL_STUDIO_API_KEY"),
-                timeout=float(url.params.get("timeout", 300)),
+                self.config.server_url(url, env="LABEL_STUDIO_URL"),
+                self.config.secret("api_key", env="LABEL_STUDIO_API_KEY"),
+                timeout=float(url.params.get("timeout", 300)), allow_http=url.transport == "http",
             )
         self.client = client
         self._label_config: LabelConfig | None = None
@@ -173,19 +174,6 @@ class LabelStudioAdapter(Adapter):
         #: how often the last full pull's download broke off and was resumed
         self.resumed = 0
 
-    def _base_url(self, url: AdapterURL) -> str:
-        if url.host:
-            return url.base_url()
-        env_url = self.config.get("url", env="LABEL_STUDIO_URL")
-        if not env_url:
-            raise UsageError(f"{url}: no host in the URL and LABEL_STUDIO_URL is not set.")
-        env_url = str(env_url).rstrip("/")
-        host = re.sub(r"^https?://", "", env_url).split("/")[0].rsplit(":", 1)[0].strip("[]")
-        if env_url.startswith("http://") and not is_loopback(host) and url.transport != "http":
-            raise UsageError("LABEL_STUDIO_URL uses plain http to a non-loopback host; use labelstudio+http:// to "
-                             "confirm you want the token sent unencrypted.")
-        return env_url
-
     def close(self) -> None:
         self.client.close()
 
@@ -194,16 +182,11 @@ class LabelStudioAdapter(Adapter):
         if self.project_id is not None:
             return self.project_id
         assert self.title is not None
-        page = 1
-        while True:
-            data = self.client.get_json("/api/projects/", {"title": self.title, "page": page, "page_size": 100})
-            for project in data.get("results", []):
-                if project.get("title") == self.title:
-                    self.project_id = int(project["id"])
-                    return self.project_id
-            if not data.get("next"):
-                break
-            page += 1
+        for project in self.client.iter_items(
+                self.client.pages_numbered("/api/projects/", params={"title": self.title}, page_size=100)):
+            if project.get("title") == self.title:
+                self.project_id = int(project["id"])
+                return self.project_id
         if create_with is None:
             raise UsageError(f"No Label Studio project titled {self.title!r}; import with a schema to create it.")
         resp = self.client.request("POST", "/api/projects/", json={
@@ -231,6 +214,10 @@ class LabelStudioAdapter(Adapter):
 
     def count(self) -> int | None:
         return int(self.project().get("task_number") or 0)
+
+    def source_schema(self) -> LabelSchema | None:
+        """What the project's label config asks for (``<Labels>`` -> a span task, ``<Choices>`` -> textcat)."""
+        return self.label_config().schema()
 
     # -- import ----------------------------------------------------------------------------------
     def _result_items(self, pred: Prediction | Annotation, text: str, where: str) -> list[dict[str, Any]]:
@@ -302,28 +289,22 @@ class LabelStudioAdapter(Adapter):
 
     def find_tasks(self, doc_ids: Iterable[str]) -> dict[str, int]:
         """Map annobridge document ids to task ids (ids not in the project are left out)."""
-        pid = self._project_id()
         found: dict[str, int] = {}
         for batch in _batches_by_size(list(dict.fromkeys(doc_ids)), budget=24_000):
             # Batched by encoded size: the ids travel in the query string, which the server caps at 64 KiB.
             query = {"filters": {"conjunction": "and", "items": [
                 {"filter": f"filter:tasks:data.{ID_KEY}", "operator": "in_list", "type": "String", "value": batch}]}}
-            page = 1
-            while True:
-                resp = self.client.request("GET", "/api/tasks/", params={
-                    "project": pid, "include": "id,data", "page_size": 1000, "page": page, "query": json.dumps(query)},
-                    ok=(404,))
-                if resp.status_code == 404:
-                    break
-                tasks = resp.json().get("tasks", [])
-                for task in tasks:
-                    doc_id = (task.get("data") or {}).get(ID_KEY)
-                    if doc_id is not None:
-                        found.setdefault(str(doc_id), int(task["id"]))
-                if len(tasks) < 1000:
-                    break
-                page += 1
+            for task in self._tasks({"include": "id,data", "query": json.dumps(query)}, 1000):
+                doc_id = (task.get("data") or {}).get(ID_KEY)
+                if doc_id is not None:
+                    found.setdefault(str(doc_id), int(task["id"]))
         return found
+
+    def _tasks(self, params: dict[str, Any], page_size: int) -> Iterator[dict[str, Any]]:
+        """The project's tasks through ``/api/tasks/`` (page numbers; 404 past the last page)."""
+        pages = self.client.pages_numbered("/api/tasks/", params={"project": self._project_id(), **params},
+                                           page_size=page_size, items="tasks")
+        return self.client.iter_items(pages)
 
     def import_documents(
         self,
@@ -374,17 +355,22 @@ class LabelStudioAdapter(Adapter):
             result.existing += len(existing)
             result.native_ids.update(existing)
             todo = [(doc, pred) for doc, pred in chunk if doc.id not in existing]
+        from ...http import AmbiguousWrite
+
         body = [self._task_json(doc, pred) for doc, pred in todo]  # validates labels before anything is sent
         for _attempt in range(5):
             if not body:
                 return result
+            ids = [doc.id for doc, _ in todo]
             try:
                 resp = self.client.request("POST", f"/api/projects/{pid}/import", params={"return_task_ids": "true"},
-                                           json=body, idempotent=False)
-            except MaybeAppliedError:
-                # The server may have stored the chunk (or part of it) before failing: ask which documents are
-                # there now and send only the others.
-                there = self.find_tasks(doc.id for doc, _ in todo)
+                                           json=body, reconcile=lambda ids=ids: self.find_tasks(ids))
+            except AmbiguousWrite as exc:
+                if exc.reconcile_error is not None:
+                    raise
+                # The server may have stored the chunk (or part of it) before failing: the reconcile hook asked
+                # which documents are there now; send only the others.
+                there: dict[str, int] = exc.reconciled
                 result.created += len(there)
                 result.native_ids.update(there)
                 todo = [(doc, pred) for doc, pred in todo if doc.id not in there]
@@ -404,7 +390,7 @@ class LabelStudioAdapter(Adapter):
         body: dict[str, Any] = {"model_version": model_version}
         if self.set_sampling:
             body["sampling"] = UNCERTAINTY
-        self.client.request("PATCH", f"/api/projects/{self._project_id()}/", json=body)
+        self.client.request("PATCH", f"/api/projects/{self._project_id()}/", json=body, idempotent=True)
 
     def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
         """Add predictions in bulk; documents not in the project are imported with theirs inline.
@@ -462,18 +448,7 @@ class LabelStudioAdapter(Adapter):
                  "value": [model_version]},
                 {"filter": "filter:tasks:id", "operator": "in_list", "type": "Number", "value": task_ids[i:i + 400]},
             ]}}
-            page = 1
-            while True:
-                resp = self.client.request("GET", "/api/tasks/", params={
-                    "project": self._project_id(), "include": "id", "page_size": 1000, "page": page,
-                    "query": json.dumps(query)}, ok=(404,))
-                if resp.status_code == 404:
-                    break
-                tasks = resp.json().get("tasks", [])
-                found.update(int(t["id"]) for t in tasks)
-                if len(tasks) < 1000:
-                    break
-                page += 1
+            found.update(int(t["id"]) for t in self._tasks({"include": "id", "query": json.dumps(query)}, 1000))
         return found
 
     def _prediction_versions(self, task_ids: list[int], model_versions: Iterable[str]) -> dict[int, set[str]]:
@@ -484,14 +459,21 @@ class LabelStudioAdapter(Adapter):
         return versions
 
     def _post_predictions(self, pid: int, body: list[dict[str, Any]]) -> None:
+        from ...http import AmbiguousWrite
+
+        def landed() -> dict[int, set[str]]:
+            return self._prediction_versions([int(p["task"]) for p in body], {p["model_version"] for p in body})
+
         try:
-            self.client.request("POST", f"/api/projects/{pid}/import/predictions", json=body, idempotent=False)
-        except MaybeAppliedError:
+            self.client.request("POST", f"/api/projects/{pid}/import/predictions", json=body, reconcile=landed)
+        except AmbiguousWrite as exc:
+            if exc.reconcile_error is not None:
+                raise
             # Send again only to tasks that did not get this model version.
-            have = self._prediction_versions([int(p["task"]) for p in body], {p["model_version"] for p in body})
+            have: dict[int, set[str]] = exc.reconciled
             rest = [p for p in body if p["model_version"] not in have.get(int(p["task"]), set())]
             if rest:
-                self.client.request("POST", f"/api/projects/{pid}/import/predictions", json=rest, idempotent=False)
+                self.client.request("POST", f"/api/projects/{pid}/import/predictions", json=rest)
 
     # -- pull ----------------------------------------------------------------------------------------
     def _user_name(self, completed_by: Any) -> str:
@@ -517,7 +499,12 @@ class LabelStudioAdapter(Adapter):
         return str(value) if value is not None else f"ls-task-{task.get('id')}"
 
     def _convert_results(self, results: list[Any], text: str, where: str, note_repairs: list[str],
-                         prediction: bool = False) -> tuple[list[Span], dict[str, float], list[Any]]:
+                         prediction: bool = False, doc_id: str = "") -> tuple[list[Span], dict[str, float], list[Any]]:
+        """Spans (checked against the text, repairs noted), categories and unmapped items of one result list.
+
+        A span that cannot be kept or had to be repaired is noted with :meth:`note_span` (for annotations: the
+        export counts it); it never makes the record count as skipped.
+        """
         config = self.label_config()
         spans: list[Span] = []
         categories: dict[str, float] = {}
@@ -535,16 +522,19 @@ class LabelStudioAdapter(Adapter):
                         span = Span(int(value["start"]), int(value["end"]), str(label),
                                     score=float(score) if score is not None else None, text=value.get("text"))
                     except (TypeError, ValueError, KeyError):
-                        self.skip(f"{where} result {n}", f"span without usable offsets: {value!r}"[:200])
+                        self._span_note(doc_id, "dropped", "span without usable offsets",
+                                        f"{where} result {n}: {value!r}"[:200], prediction)
                         continue
                     checked = check_span(text, span)
                     if checked.span is None:
-                        self.skip(f"{where} result {n}", f"span {span.start}-{span.end} {label}: {checked.note}")
+                        self._span_note(doc_id, "dropped", str(checked.note),
+                                        f"{where} result {n}: span {span.start}-{span.end} {label}", prediction)
                         continue
                     if checked.note:
                         note = f"span {span.start}-{span.end} {label}: {checked.note}"
                         note_repairs.append(note)
                         self.repaired.append((where, note))
+                        self._span_note(doc_id, "adjusted", checked.note, where, prediction)
                     spans.append(checked.span)
             elif kind in ("choices", "taxonomy"):
                 control = config.controls.get(str(item.get("from_name")))
@@ -558,9 +548,21 @@ class LabelStudioAdapter(Adapter):
                 other.append(item)
         return spans, categories, other
 
-    def _annotation(self, raw: dict[str, Any], text: str, where: str) -> Annotation:
+    def _span_note(self, doc_id: str, kind: str, why: str, where: str, prediction: bool) -> None:
+        """``why`` is the reason the export counts by; ``where`` the detail kept in :attr:`repaired`."""
+        # Prediction spans are not training data: what happened to them stays in `repaired`, out of the counts.
+        if prediction:
+            if kind == "dropped":
+                self.repaired.append((where, f"prediction span dropped: {why}"))
+            return
+        if kind == "dropped":
+            self.repaired.append((where, f"span dropped: {why}"))
+        self.note_span(doc_id, kind, why)
+
+    def _annotation(self, raw: dict[str, Any], text: str, where: str, doc_id: str = "") -> Annotation:
         repairs: list[str] = []
-        spans, categories, other = self._convert_results(raw.get("result") or [], text, where, repairs)
+        spans, categories, other = self._convert_results(raw.get("result") or [], text, where, repairs,
+                                                         doc_id=doc_id)
         meta: dict[str, Any] = {}
         if raw.get("lead_time") is not None:
             meta["lead_time"] = raw["lead_time"]
@@ -589,7 +591,7 @@ class LabelStudioAdapter(Adapter):
             return None
         repairs: list[str] = []
         spans, categories, _other = self._convert_results(raw.get("result") or [], text, where, repairs,
-                                                          prediction=True)
+                                                          prediction=True, doc_id=where)
         return Prediction(
             model_version=str(raw.get("model_version") or ""),
             spans=spans,
@@ -615,7 +617,8 @@ class LabelStudioAdapter(Adapter):
                         native_ids={"task_id": task.get("id"), "project_id": self._project_id()})
         for raw in task.get("annotations") or []:
             if isinstance(raw, dict):
-                record.annotations.append(self._annotation(raw, text, f"{where} annotation {raw.get('id')}"))
+                record.annotations.append(
+                    self._annotation(raw, text, f"{where} annotation {raw.get('id')}", record.id))
         for raw in task.get("predictions") or []:
             pred = self._prediction(raw, text, f"{where} prediction")
             if pred is not None:
@@ -747,18 +750,7 @@ class LabelStudioAdapter(Adapter):
             items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
                           "value": _iso(since)})
         query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
-        page = 1
-        page_size = self.page_size
-        while True:
-            resp = self.client.request("GET", "/api/tasks/", params={
-                "project": pid, "fields": "all", "page": page, "page_size": page_size, "query": query}, ok=(404,))
-            if resp.status_code == 404:
-                return
-            tasks = resp.json().get("tasks", [])
-            yield from tasks
-            if len(tasks) < page_size:
-                return
-            page += 1
+        yield from self._tasks({"fields": "all", "query": query}, self.page_size)
 
 
 @hookimpl

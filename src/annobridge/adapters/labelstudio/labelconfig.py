@@ -10,14 +10,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from xml.sax.saxutils import quoteattr
 
-from ...errors import AdapterError, SchemaError, UsageError
+from ...errors import SchemaError, UsageError
 from ...model import LabelSchema, TaskKind
 
-__all__ = ["Control", "LabelConfig", "MaybeAppliedError", "label_config_for"]
-
-
-class MaybeAppliedError(AdapterError):
-    """A non-idempotent request failed after it may have reached the server (the caller reconciles)."""
+__all__ = ["Control", "LabelConfig", "label_config_for"]
 
 #: control tags whose results are character spans over a text object
 SPAN_TAGS = {"labels", "hypertextlabels", "paragraphlabels"}
