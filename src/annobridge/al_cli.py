@@ -14,8 +14,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from .atomic import atomic_write_text
 from .errors import AnnobridgeError, UsageError
 
 app = typer.Typer(
@@ -48,7 +50,7 @@ def _no_nan(value: object) -> object:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]Error:[/red] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(getattr(exc, "exit_code", 1))
 
 
@@ -98,7 +100,7 @@ def run_command(
                 raise UsageError("Give --labels, or --dev records to read the labels from.")
             label_list = LabelSchema.infer(task, load_records(str(dev))).labels
         learner = Learner(task, label_list, gpu=gpu, fit_mode=fit_mode)
-        console.print(f"Device: {learner.device.describe()}")
+        console.print(escape(f"Device: {learner.device.describe()}"))
         loop = ActiveLearningLoop(
             source,
             learner,
@@ -112,8 +114,8 @@ def run_command(
             min_labelled=min_labelled,
         )
         if loop.round or loop.state["done"]:
-            console.print(f"Resuming round {loop.round} at stage {loop.next_stage!r} ({state})")
-        reports = loop.run(rounds, on_round=lambda r: console.print(r.summary()))
+            console.print(escape(f"Resuming round {loop.round} at stage {loop.next_stage!r} ({state})"))
+        reports = loop.run(rounds, on_round=lambda r: console.print(escape(r.summary())))
     except AnnobridgeError as exc:
         raise _fail(exc) from None
     if loop.round < rounds:
@@ -190,7 +192,7 @@ def simulate_command(
         out.mkdir(parents=True, exist_ok=True)
         result.write_csv(out / "curve.csv")
         summary = summary_dict(result)
-        (out / "summary.json").write_text(json.dumps(_no_nan(summary), indent=2), encoding="utf-8")
+        atomic_write_text(out / "summary.json", json.dumps(_no_nan(summary), indent=2))
         if plot:
             result.plot(out / "curve.png")
     except AnnobridgeError as exc:
@@ -198,7 +200,7 @@ def simulate_command(
     Console().print(f"full-data score {result.full_score:.3f} (pool {result.pool_size}, dev {result.dev_size})")
     Console().print(result.to_markdown())
     console.print(
-        f"Wrote {out / 'curve.csv'}" + (f", {out / 'curve.png'}" if plot else "") + f", {out / 'summary.json'}"
+        escape(f"Wrote {out / 'curve.csv'}" + (f", {out / 'curve.png'}" if plot else "") + f", {out / 'summary.json'}")
     )
 
 

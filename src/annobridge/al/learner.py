@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -528,8 +529,20 @@ class Learner:
     # -- persistence ---------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
+        """Write the learner to ``path`` atomically: a crash mid-save leaves the previous model."""
+        from ..atomic import replace_dir, staging_dir
+
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        staged = staging_dir(path)
+        try:
+            self._save_into(staged)
+            replace_dir(staged, path)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        return path
+
+    def _save_into(self, path: Path) -> None:
         self.nlp.to_disk(path / "pipeline")
         meta = {
             "task": self.task.value,
@@ -541,7 +554,6 @@ class Learner:
             "user_pipeline": self._user_nlp,
         }
         (path / "learner.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        return path
 
     @classmethod
     def load(cls, path: str | Path, *, gpu: int | None = None) -> Learner:

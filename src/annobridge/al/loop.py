@@ -31,6 +31,7 @@ from typing import Any
 from spacy.tokens import Doc
 
 from ..adapter import Adapter, ImportResult
+from ..atomic import atomic_write_text
 from ..convert import DocConverter
 from ..errors import AdapterError, UsageError
 from ..model import Document, LabelSchema, Prediction, Record
@@ -82,12 +83,6 @@ class StageResult:
     done: bool
     seconds: float
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class ActiveLearningLoop:
@@ -198,7 +193,7 @@ class ActiveLearningLoop:
         log.info("Resuming at round %d after stages %s", data["round"], data["done"])
 
     def save(self) -> None:
-        _atomic_write(self.state_path, json.dumps(self.state, ensure_ascii=False, indent=1))
+        atomic_write_text(self.state_path, json.dumps(self.state, ensure_ascii=False, indent=1))
 
     @property
     def round(self) -> int:
@@ -396,7 +391,7 @@ class ActiveLearningLoop:
         docs, failed = self._convert(records)
         usable = {r.id for r in records} - {doc_id for doc_id, _ in failed}
         lines = [json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records if r.id in usable]
-        _atomic_write(self.labelled_path, "".join(lines))
+        atomic_write_text(self.labelled_path, "".join(lines))
         previous = int(self.state["labels_so_far"])
         self.state["labels_so_far"] = len(docs)
         self.state["new_labels"] = len(docs) - previous
