@@ -108,11 +108,21 @@ class AdapterURL:
 
     @classmethod
     def _from_bare_path(cls, raw: str) -> AdapterURL:
+        """A path without a scheme: an existing file by what it holds (:mod:`annobridge.sniff`), else by its name."""
+        from .sniff import SCHEMES, sniff
+
         path, _, query = raw.partition("?")
         lower = path.lower()
-        if lower.endswith((".db", ".sqlite", ".sqlite3")):
+        kind = sniff(os.path.expanduser(path)) if path else None
+        if kind is not None:
+            scheme = SCHEMES[kind]
+        elif lower.endswith((".db", ".sqlite", ".sqlite3")):
             scheme = "prodigy"
-        elif lower.endswith((".jsonl", ".jsonl.gz", ".json", ".csv", ".txt", ".spacy")):
+        elif lower.endswith((".conll", ".iob", ".bio", ".conll.gz", ".iob.gz")):
+            scheme = "conll"
+        elif lower.endswith(".spacy"):
+            scheme = "spacy"
+        elif lower.endswith((".jsonl", ".jsonl.gz", ".json", ".csv", ".txt")):
             scheme = "jsonl" if lower.endswith((".jsonl", ".jsonl.gz")) else "file"
         else:
             raise UsageError(

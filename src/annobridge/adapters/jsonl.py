@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import srsly
-
 from ..adapter import Adapter, AdapterURL, Capabilities, ImportResult, as_datetime, filter_answers
+from ..atomic import atomic_open
 from ..config import AdapterConfig
 from ..hookspecs import hookimpl
+from ..jsonio import LONE_SURROGATE, BadLine, decode_line, has_lone_surrogate, open_binary, read_json_lines
 from ..model import Answer, Document, LabelSchema, Prediction, Record
 
 
@@ -47,13 +46,9 @@ class JsonlAdapter(Adapter):
         if not self.path.exists():
             return set()
         ids: set[str] = set()
-        with self.path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    try:
-                        ids.add(str(json.loads(line)["id"]))
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue
+        for _, data in read_json_lines(self.path):
+            if not isinstance(data, BadLine) and "id" in data:
+                ids.add(str(data["id"]))
         return ids
 
     def import_documents(
@@ -66,7 +61,10 @@ class JsonlAdapter(Adapter):
         result = ImportResult()
         seen = self._existing_ids()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        ends_open = self.path.exists() and _ends_without_newline(self.path)
         with self.path.open("a", encoding="utf-8") as fh:
+            if ends_open:  # a last line cut short would swallow the first appended record
+                fh.write("\n")
             for doc in documents:
                 if doc.id in seen:
                     result.existing += 1
@@ -84,26 +82,26 @@ class JsonlAdapter(Adapter):
         for doc, prediction in items:
             pending.setdefault(doc.id, (doc, []))[1].append(prediction)
         result = ImportResult()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as out:
+        # rewritten whole and atomically; a line that does not parse is kept byte for byte, not lost
+        with atomic_open(self.path, "wb", encoding=None) as out:
             if self.path.exists():
-                with self.path.open(encoding="utf-8") as fh:
-                    for line in fh:
+                with open_binary(self.path) as fh:
+                    for raw in fh:
+                        line = raw.rstrip(b"\r\n")
                         if not line.strip():
                             continue
-                        data = json.loads(line)
-                        entry = pending.pop(str(data.get("id")), None)
-                        if entry is not None:
-                            record = Record.from_dict(data)
-                            record.predictions.extend(entry[1])
-                            data = record.to_dict()
-                            result.existing += 1
-                        out.write(json.dumps(data, ensure_ascii=False) + "\n")
+                        data = decode_line(line)
+                        entry = None if isinstance(data, BadLine) else pending.pop(str(data.get("id")), None)
+                        if entry is None:
+                            out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                            continue
+                        record = Record.from_dict(data)
+                        record.predictions.extend(entry[1])
+                        result.existing += 1
+                        out.write(_record_line(record))
             for doc, preds in pending.values():
-                out.write(json.dumps(Record(doc, predictions=preds).to_dict(), ensure_ascii=False) + "\n")
+                out.write(_record_line(Record(doc, predictions=preds)))
                 result.created += 1
-        os.replace(tmp, self.path)
         return result
 
     def count(self) -> int | None:
@@ -117,44 +115,53 @@ class JsonlAdapter(Adapter):
             raise FileNotFoundError(f"No such file: {self.path}")
         since_dt: datetime | None = as_datetime(since)
         latest = since_dt
-        with self.path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
+        for where, data in read_json_lines(self.path):
+            if isinstance(data, BadLine):
+                self.skip(where, data.reason)
+                continue
+            try:
+                record = Record.from_dict(data)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.skip(where, f"not an annobridge record ({type(exc).__name__}: {exc})")
+                continue
+            except RecursionError:
+                self.skip(where, "not an annobridge record (nested too deeply)")
+                continue
+            if not isinstance(record.document.text, str):
+                self.skip(where, "not an annobridge record (text is not a string)")
+                continue
+            if has_lone_surrogate(record.document.text) or has_lone_surrogate(record.id):
+                self.skip(where, LONE_SURROGATE)
+                continue
+            if since_dt is not None:
+                record.annotations = [
+                    a for a in record.annotations if a.timestamp is not None and a.timestamp > since_dt
+                ]
+                if not record.annotations:
                     continue
-                where = f"{self.path.name}:{lineno}"
-                try:
-                    record = Record.from_dict(_loads(line))
-                except json.JSONDecodeError as exc:
-                    self.skip(where, f"invalid JSON ({exc.msg})")
-                    continue
-                except (KeyError, TypeError, ValueError) as exc:
-                    self.skip(where, f"not an annobridge record ({type(exc).__name__}: {exc})")
-                    continue
-                if since_dt is not None:
-                    record.annotations = [
-                        a for a in record.annotations if a.timestamp is not None and a.timestamp > since_dt
-                    ]
-                    if not record.annotations:
-                        continue
-                for ann in record.annotations:
-                    if ann.timestamp is not None and (latest is None or ann.timestamp > latest):
-                        latest = ann.timestamp
-                yield filter_answers(record, answers)
+            for ann in record.annotations:
+                if ann.timestamp is not None and (latest is None or ann.timestamp > latest):
+                    latest = ann.timestamp
+            yield filter_answers(record, answers)
         self.cursor = latest
 
 
-def _loads(line: str) -> Any:
-    """Parse with ujson (srsly) for speed; on failure re-parse with json for a readable error."""
-    try:
-        return srsly.json_loads(line)
-    except ValueError:
-        return json.loads(line)
+def _ends_without_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        if fh.seek(0, 2) == 0:
+            return False
+        fh.seek(-1, 2)
+        return fh.read(1) != b"\n"
+
+
+def _record_line(record: Record) -> bytes:
+    return (json.dumps(record.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:
-    """Write records as annobridge JSONL; returns how many."""
+    """Write records as annobridge JSONL (atomically: the file appears complete or not at all); returns how many."""
     count = 0
-    with Path(path).open("w", encoding="utf-8") as fh:
+    with atomic_open(path, "w") as fh:
         for record in records:
             fh.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
             count += 1

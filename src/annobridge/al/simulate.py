@@ -187,14 +187,23 @@ def area_under_curve(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def load_records(source: str | os.PathLike[str]) -> list[Record]:
-    """Records from annobridge JSONL (``.jsonl`` or ``.jsonl.gz``) or any adapter URL."""
-    import gzip
-    import json
+    """Records from annobridge JSONL (``.jsonl`` or ``.jsonl.gz``) or any adapter URL.
 
+    A JSONL line that is not a record (bad bytes, bad JSON, a lone surrogate) is logged and left
+    out; the rest of the file is read (:mod:`annobridge.jsonio`).
+    """
     text = os.fspath(source)
     if text.endswith(".jsonl.gz"):
-        with gzip.open(text, "rt", encoding="utf-8") as fh:
-            return [Record.from_dict(json.loads(line)) for line in fh if line.strip()]
+        import logging
+
+        from ..adapter import AdapterURL
+        from ..adapters.jsonl import JsonlAdapter
+
+        jsonl = JsonlAdapter(AdapterURL(scheme="jsonl", raw=text, path=text))
+        records = list(jsonl.pull())
+        for where, reason in jsonl.skipped:
+            logging.getLogger(__name__).warning("%s skipped: %s", where, reason)
+        return records
     from ..plugins import open_adapter
 
     with open_adapter(text) as adapter:
