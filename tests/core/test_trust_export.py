@@ -280,3 +280,27 @@ def test_nothing_exported_error_carries_the_report(tmp_path: Path) -> None:
     with pytest.raises(NothingExportedError) as info:
         export(f"jsonl:{src}", tmp_path / "o", task="ner")
     assert info.value.report.records_skipped == {"no annotations": 1}
+
+
+def test_span_drops_and_repairs_name_their_documents(tmp_path: Path) -> None:
+    from annobridge.model import Span
+
+    src = tmp_path / "r.jsonl"
+    text = "Ask 😀 Maria about Oslo"
+    records = [
+        # UTF-16 offsets (the emoji counts twice) with the text claimed: repaired, and counted as such
+        Record(Document.create(text, id="utf16-doc"), [Annotation("a", spans=[Span(7, 12, "PERSON", text="Maria")])]),
+        # a claim that is nowhere in the text: dropped
+        Record(
+            Document.create("Paris is nice", id="bad-doc"), [Annotation("a", spans=[Span(0, 5, "GPE", text="Oslo")])]
+        ),
+    ]
+    write_records(src, records)
+    report = export(f"jsonl:{src}", tmp_path / "o", task="ner", split="1")
+    assert report.spans_adjusted["utf16 offsets converted"] == 1
+    assert report.span_examples["adjusted: utf16 offsets converted"] == ["utf16-doc"]
+    (dropped,) = report.spans_dropped
+    assert report.span_examples[f"dropped: {dropped}"] == ["bad-doc"]
+    data = json.loads((tmp_path / "o" / "report.json").read_text(encoding="utf-8"))
+    assert data["span_examples"]["adjusted: utf16 offsets converted"] == ["utf16-doc"]
+    assert data["records_read"] == 2 and data["records_exported"] == 2
