@@ -430,7 +430,8 @@ class HttpClient:
         self.retries = 0
         #: whether the server ever answered: before that, connection failures fail fast
         self.reached = False
-        cookies = None if keep_cookies else httpx.Cookies(CookieJar(policy=_NoCookies()))
+        # A bare CookieJar (httpx copies a Cookies object into a jar of its own, losing the policy).
+        cookies = None if keep_cookies else CookieJar(policy=_NoCookies())
         self._http = httpx.Client(
             base_url=self.base_url + api_prefix,
             auth=auth,

@@ -107,7 +107,9 @@ class EchoServer:
                     if sent.get("password") != "correct horse battery":
                         self._echo(400, body)
                     else:
-                        self._reply(200, json.dumps({"key": owner.session_token}))
+                        # a session cookie too, which a token client must not send back (doccano: CSRF)
+                        self._reply(200, json.dumps({"key": owner.session_token}),
+                                    {"Set-Cookie": "sessionid=cookie-session-1; Path=/"})
                 elif path == "/token/refresh":
                     access = _jwt(time.time() + 300)
                     owner.access_tokens.append(access)
@@ -212,6 +214,7 @@ def test_login_password_and_session_token(server: EchoServer, caplog: pytest.Log
     with caplog.at_level(logging.DEBUG), pytest.raises(AdapterError) as err:
         good.request("GET", "/echo", params={"status": 500}, retry_status=())
     assert "Token ***" in str(err.value)  # the token the login returned is redacted as well
+    assert "sessionid" not in str(err.value)  # keep_cookies=False: the login's cookie was never sent back
     _assert_hidden(server.session_token, err.value, caplog.records, good, good.auth)
     _assert_hidden("correct horse battery", err.value, caplog.records, good, good.auth)
 

@@ -334,11 +334,13 @@ def test_server_restart_mid_pull_and_import_retry(
     restarter = threading.Timer(1.0, doccano_server.start_web)
     restarter.start()
     try:
-        with caplog.at_level(logging.INFO, logger="annobridge.adapters.doccano"):
+        with caplog.at_level(logging.WARNING, logger="annobridge.http"):
             got.extend(r.to_dict() for r in pull)  # retries with backoff until the server answers again
     finally:
         restarter.join()
-    assert any("retrying" in m for m in caplog.messages), "the pull never met the stopped server"
+    retries = [r.getMessage() for r in caplog.records if r.name == "annobridge.http"]
+    assert any(m.startswith("retrying GET ") for m in retries), "the pull never met the stopped server"
+    assert doccano_server.admin.password not in " ".join(retries)
     assert got == expected
 
     # an import whose answer is lost after the server acted on it is not repeated blindly
@@ -355,7 +357,7 @@ def _lose_first_answer(adapter: Any, path_suffix: str) -> None:
     """Fault injection: the request reaches the real server, its answer is dropped once."""
     import httpx
 
-    inner = adapter.client._http._transport
+    inner = adapter.client.transport
     state = {"done": False}
 
     class LoseAnswer(httpx.BaseTransport):
@@ -367,7 +369,7 @@ def _lose_first_answer(adapter: Any, path_suffix: str) -> None:
                 raise httpx.ReadError("connection reset after the request was sent")
             return response
 
-    adapter.client._http._transport = LoseAnswer()
+    adapter.client.transport = LoseAnswer()
 
 
 # -- predictions on existing examples, credentials, eager Celery -------------------------------------
@@ -467,3 +469,93 @@ def test_cli_import_and_pull(doccano_server: Any, tmp_path: Path, monkeypatch: p
     assert doccano_server.admin.password not in pulled.output + result.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["id"] for r in records) == sorted(r["id"] for r in rows)
+
+
+# -- span notes, the source's schema, incremental pulls without exports, an unreachable server -------------
+
+
+class _CountExports:
+    """Counts export tasks started (POST .../download) on the way to the real server; changes nothing."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.exports = 0
+
+    def handle_request(self, request: Any) -> Any:
+        if request.method == "POST" and request.url.path.endswith("/download"):
+            self.exports += 1
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_span_drops_are_notes_and_confirmations_need_no_export(
+    make_adapter: Any, annotators: list[Any], tmp_path: Path
+) -> None:
+    import httpx
+
+    from annobridge.export import export
+
+    adapter = make_adapter(collaborative="true")
+    docs, _preds, labels = ner_corpus(6)
+    adapter.ensure_project(LabelSchema(TaskKind.NER, labels))
+    ids = adapter.import_documents(docs).native_ids
+    pid, (ann1, ann2) = adapter.project_id, annotators
+    d0, d1, d2 = docs[:3]
+    word = d0.text.split(" ")[0]
+    ann1.add_span(pid, ids[d0.id], *u16(d0.text, 0, len(word)), labels[0])
+    ann1.add_span(pid, ids[d0.id], 0, len(d0.text) + 50, labels[1])  # doccano stores it; it fits no text
+    ann1.confirm(pid, ids[d0.id])
+    assert adapter.source_schema() == LabelSchema(TaskKind.NER, labels)
+
+    counter = _CountExports(adapter.client.transport)
+    adapter.client.transport = counter  # type: ignore[assignment]
+    records = by_id(list(adapter.pull()))
+    assert len(records) == 6 and adapter.skipped == []
+    assert span_set(records[d0.id].annotations[0].spans) == {(0, len(word), labels[0])}
+    assert adapter.span_notes == [(d0.id, "dropped", "offsets outside the text")]
+    assert counter.exports == 1  # one export; the confirmed state came from the examples API
+
+    # only a confirmation since the cursor: read from the examples API, no export at all
+    cursor = adapter.cursor
+    ann2.confirm(pid, ids[d1.id])
+    counter.exports = 0
+    changed = list(adapter.pull(since=cursor))
+    assert [(r.id, [a.annotator for a in r.annotations]) for r in changed] == [(d1.id, ["annotator2"])]
+    assert counter.exports == 0
+    assert list(adapter.pull(since=adapter.cursor)) == [] and counter.exports == 0
+
+    # a new label: one export, diffed against the cursor
+    cursor = adapter.cursor
+    ann2.add_span(pid, ids[d2.id], *u16(d2.text, 0, len(d2.text.split(" ")[0])), labels[0])
+    assert [r.id for r in adapter.pull(since=cursor)] == [d2.id] and counter.exports == 1
+
+    # the export counts the dropped span as a span, not as a skipped record
+    report = export(adapter, tmp_path / "corpus", task="ner", split="1.0,0,0")
+    assert report.records_read == 6 and sum(report.records_skipped.values()) == 0
+    assert report.spans_dropped == {"offsets outside the text": 1}
+    assert isinstance(counter.inner, httpx.BaseTransport)
+
+
+def test_unreachable_server_through_the_cli(tmp_path: Path) -> None:
+    """The real CLI on a port nobody listens on: the one-line message and exit code 3, within seconds."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DOCCANO_USERNAME": "admin", "DOCCANO_PASSWORD": "pw-" + "k" * 30,
+           "ANNOBRIDGE_CONFIG": str(tmp_path / "none")}
+    began = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "annobridge", "pull", f"doccano://127.0.0.1:{port}/projects/1",
+         "-o", str(tmp_path / "out.jsonl")],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"cannot reach 127.0.0.1:{port} (connection refused): is the server running?" in proc.stderr
+    assert "k" * 30 not in proc.stdout + proc.stderr
+    assert time.monotonic() - began < 30  # interpreter start included; the HTTP part gives up within 10 s

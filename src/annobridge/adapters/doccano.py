@@ -27,12 +27,10 @@ import itertools
 import json
 import logging
 import os
-import random
-import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +57,8 @@ EXPORT_KEYS = {"id", "text", "label", "Comments", "entities", "relations"}
 CURSOR_PREFIX = "doccano-cursor:v1:"
 #: documents per uploaded file / import task
 IMPORT_CHUNK = 20_000
+#: up to this many confirmed examples are listed through the examples API (~400/s) rather than by an export task
+CONFIRMED_BY_API = 1000
 PALETTE = ["#2E86DE", "#E67E22", "#27AE60", "#C0392B", "#8E44AD", "#16A085", "#D35400", "#2C3E50", "#F1C40F"]
 
 SEQ = "SequenceLabeling"
@@ -69,160 +69,71 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-class _Retryable(Exception):
-    """A failure worth retrying (the server restarting, a gateway hiccup)."""
+def _client_class() -> type:
+    """DoccanoClient is built on annobridge.http, which needs the `doccano` extra: made on first use."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = _make_client_class()
+    return _CLIENT
 
 
-class DoccanoClient:
-    """Token-authenticated JSON over httpx with backoff; never logs or raises the token."""
-
-    def __init__(
-        self,
-        base_url: str,
-        username: str,
-        password: Secret,
-        *,
-        timeout: float = 60.0,
-        retry_for: float = 120.0,
-    ) -> None:
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        self.username = username
-        self._password = password
-        self._token: Secret | None = None
-        self.retry_for = retry_for
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, follow_redirects=False)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._http.close()
-
-    # The login is a throw-away request without a cookie jar (see module doc).
-    def login(self) -> None:
-        import httpx
-
-        def attempt() -> httpx.Response:
-            return httpx.post(
-                f"{self.base_url}/v1/auth/login/",
-                json={"username": self.username, "password": self._password.reveal()},
-                headers={"Accept": "application/json"},
-                timeout=30,
-            )
-
-        response = self._with_retries(attempt, idempotent=True, what="login")
-        if response.status_code != 200:
-            raise AdapterError(
-                f"doccano login as {self.username!r} failed (HTTP {response.status_code}): check "
-                "DOCCANO_USERNAME / DOCCANO_PASSWORD"
-            )
-        self._token = Secret(str(response.json()["key"]))
-
-    def _with_retries(
-        self, send: Callable[[], httpx.Response], *, idempotent: bool, what: str
-    ) -> httpx.Response:
-        import httpx
-
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.25
-        while True:
-            try:
-                response = send()
-                if response.status_code in (502, 503, 504) and idempotent:
-                    raise _Retryable(f"HTTP {response.status_code}")
-                return response
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, _Retryable) as exc:
-                # Not sent (or refused before processing): safe to send again whatever the method.
-                reason = str(exc) or type(exc).__name__
-            except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
-                if not idempotent:
-                    raise AmbiguousWrite(f"{what}: connection lost after sending ({type(exc).__name__})") from None
-                reason = type(exc).__name__
-            if time.monotonic() + delay > deadline:
-                raise AdapterError(
-                    f"doccano at {self.base_url} unreachable for {self.retry_for:.0f}s ({what}: {reason})"
-                )
-            log.info("doccano %s failed (%s); retrying in %.1fs", what, reason, delay)
-            time.sleep(delay * (0.75 + random.random() / 2))
-            delay = min(delay * 2, 8.0)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        params: dict[str, Any] | None = None,
-        files: Any = None,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        accept: str = "application/json",
-        idempotent: bool | None = None,
-        ok: Collection[int] = (200, 201, 204),
-    ) -> httpx.Response:
-        if self._token is None:
-            self.login()
-        if idempotent is None:
-            idempotent = method in ("GET", "PUT", "DELETE", "HEAD")
-        relogged = False
-        while True:
-            token = self._token
-            assert token is not None
-
-            def send(token: Secret = token) -> httpx.Response:
-                response = self._http.request(
-                    method,
-                    path,
-                    json=json_body,
-                    params=params,
-                    files=files,
-                    content=content,
-                    headers={**(headers or {}), "Authorization": f"Token {token.reveal()}", "Accept": accept},
-                )
-                self._http.cookies.clear()
-                return response
-
-            response = self._with_retries(send, idempotent=idempotent, what=f"{method} {path}")
-            if response.status_code == 401 and not relogged:
-                relogged = True
-                self.login()
-                continue
-            break
-        if response.status_code not in ok:
-            detail = response.text[:300].replace("\n", " ")
-            raise AdapterError(f"doccano {method} {path} -> HTTP {response.status_code}: {detail}")
-        return response
-
-    def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params=params or None).json()
-
-    def post(self, path: str, body: Any, *, idempotent: bool = False, ok: Collection[int] = (200, 201, 204)) -> Any:
-        response = self.request("POST", path, json_body=body, idempotent=idempotent, ok=ok)
-        return response.json() if response.content else None
-
-    def wait_task(self, task_id: str, *, timeout: float, what: str) -> Any:
-        """Poll ``/v1/tasks/status/ID`` until ready; doccano reports nothing if no worker runs."""
-        deadline = time.monotonic() + timeout
-        delay = 0.2
-        while True:
-            status = self.get(f"/v1/tasks/status/{task_id}")
-            if status.get("ready"):
-                if status.get("error"):
-                    err = status["error"]
-                    text = err.get("text") if isinstance(err, dict) else err
-                    raise AdapterError(f"doccano {what} task failed: {text}")
-                return status.get("result")
-            if time.monotonic() > deadline:
-                raise AdapterError(
-                    f"doccano {what} task {task_id} not finished after {timeout:.0f}s. doccano runs imports and "
-                    "exports in Celery: is a worker (`doccano task`) running next to the web server?"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+_CLIENT: type | None = None
 
 
-class AmbiguousWrite(AdapterError):
-    """A write whose request went out but whose answer never came: it may or may not have happened."""
+def _ambiguous(exc: BaseException) -> bool:
+    """Whether ``exc`` is the HTTP layer's "the write may have been applied" (imported lazily, like httpx)."""
+    from ..http import AmbiguousWrite
+
+    return isinstance(exc, AmbiguousWrite)
+
+
+def _make_client_class() -> type:
+    from ..http import HttpClient, LoginTokenAuth
+
+    class DoccanoClient(HttpClient):
+        """doccano's REST API: token login (again on 401), no cookie jar, JSON helpers and task polling."""
+
+        def __init__(self, base_url: str, username: str, password: Secret, *, timeout: float = 60.0,
+                     retry_for: float = 120.0, transport: httpx.BaseTransport | None = None,
+                     allow_http: bool = False) -> None:
+            self.username = username
+            auth = LoginTokenAuth(
+                base_url.rstrip("/") + "/v1/auth/login/", username, password,
+                failure=f"doccano login as {username!r} failed: check DOCCANO_USERNAME / DOCCANO_PASSWORD")
+            # No cookie jar: a kept `sessionid` makes DRF use session auth, and then every write fails CSRF.
+            # 500s are not retried: doccano answers 500 to some bad writes (a duplicate category), always.
+            super().__init__(base_url, name="doccano", auth=auth, allow_http=allow_http, timeout=timeout,
+                             retry_for=retry_for, transport=transport, keep_cookies=False,
+                             retry_status={429, 502, 503, 504})
+
+        def get(self, path: str, **params: Any) -> Any:
+            return self.get_json(path, params or None)
+
+        def post(self, path: str, body: Any, *, ok: Collection[int] = (), **kwargs: Any) -> Any:
+            response = self.request("POST", path, json=body, ok=ok, **kwargs)
+            return response.json() if response.content else None
+
+        def wait_task(self, task_id: str, *, timeout: float, what: str) -> Any:
+            """Poll ``/v1/tasks/status/ID`` until ready; doccano reports nothing if no worker runs."""
+            deadline = time.monotonic() + timeout
+            delay = 0.2
+            while True:
+                status = self.get(f"/v1/tasks/status/{task_id}")
+                if status.get("ready"):
+                    if status.get("error"):
+                        err = status["error"]
+                        text = err.get("text") if isinstance(err, dict) else err
+                        raise AdapterError(self.redact(f"doccano {what} task failed: {text}"))
+                    return status.get("result")
+                if time.monotonic() > deadline:
+                    raise AdapterError(
+                        f"doccano {what} task {task_id} not finished after {timeout:.0f}s. doccano runs imports "
+                        "and exports in Celery: is a worker (`doccano task`) running next to the web server?"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 1.5, 2.0)
+
+    return DoccanoClient
 
 
 @dataclass
@@ -256,7 +167,7 @@ class DoccanoAdapter(Adapter):
     scheme = "doccano"
     description = "doccano 1.8 server over REST (token auth, bulk import, export-based pull)"
     url_example = "doccano://127.0.0.1:8000/projects/1"
-    requires = {"httpx": "doccano"}
+    requires = {"httpx": "doccano", "tenacity": "doccano"}
     capabilities = Capabilities(
         create_project=True,
         import_documents=True,
@@ -268,7 +179,8 @@ class DoccanoAdapter(Adapter):
         overlapping_spans=True,
     )
 
-    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None) -> None:
+    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(url, config)
         parts = [p for p in url.path.split("/") if p]
         self.project_id: int | None = None
@@ -291,11 +203,13 @@ class DoccanoAdapter(Adapter):
             raise UsageError("doccano needs credentials: set DOCCANO_USERNAME and DOCCANO_PASSWORD (or [doccano] "
                              "username/password in the annobridge config file)")
         self.username = str(username)
-        self.client = DoccanoClient(
-            url.base_url(),
+        self.client: Any = _client_class()(
+            self.config.server_url(url, env="DOCCANO_URL"),
             self.username,
             password,
             retry_for=float(self._opt("retry_for", 120)),
+            transport=transport,
+            allow_http=url.transport == "http",
         )
         self.task_timeout = float(self._opt("task_timeout", 900))
         self._project: _Project | None = None
@@ -399,14 +313,15 @@ class DoccanoAdapter(Adapter):
                 resourcetype="TextClassificationProject",
                 single_class_classification=schema.task == TaskKind.TEXTCAT,
             )
+        from ..http import AmbiguousWrite
+
         # Project creation is not idempotent; a lost answer is resolved by looking the name up again.
         try:
-            data = self.client.post("/v1/projects", body)
-        except AmbiguousWrite:
-            found = self._find_by_name(name)
-            if found is None:
+            data = self.client.post("/v1/projects", body, reconcile=lambda: self._find_by_name(name))
+        except AmbiguousWrite as exc:
+            if exc.reconciled is None:
                 raise
-            return found
+            return int(exc.reconciled)
         return int(data["id"])
 
     def label_types(self, refresh: bool = False) -> dict[int, str]:
@@ -425,8 +340,9 @@ class DoccanoAdapter(Adapter):
             body = {"text": label, "background_color": PALETTE[index % len(PALETTE)], "text_color": "#ffffff"}
             try:
                 self.client.post(f"/v1/projects/{project.id}/{project.type_path}", body)
-            except AmbiguousWrite:
-                pass  # checked below
+            except AdapterError as exc:
+                if not _ambiguous(exc):
+                    raise  # an ambiguous create is checked below
         self.label_types(refresh=True)
         missing = [lab for lab in labels if lab not in self._types.values()]  # type: ignore[union-attr]
         if missing:
@@ -453,13 +369,23 @@ class DoccanoAdapter(Adapter):
                 raise UsageError(f"No doccano user {name!r}")
             try:
                 self.client.post(f"/v1/projects/{project.id}/members", {"user": matches[0]["id"], "role": roles[role]})
-            except AmbiguousWrite:
-                pass
+            except AdapterError as exc:
+                if not _ambiguous(exc):
+                    raise  # an ambiguous add is checked by the members read below
         self.users(refresh=True)
 
     def count(self) -> int | None:
         data = self.client.get(f"/v1/projects/{self.project().id}/examples", limit=1)
         return int(data["count"])
+
+    def source_schema(self) -> LabelSchema | None:
+        """What the project asks for: sequence labelling -> ner (spans if overlapping is allowed), document
+        classification -> textcat (single class) or textcat_multilabel; the labels are its label types."""
+        project = self.project()
+        labels = sorted(self.label_types().values())
+        if project.project_type == SEQ:
+            return LabelSchema(TaskKind.SPANS if project.allow_overlapping else TaskKind.NER, labels)
+        return LabelSchema(TaskKind.TEXTCAT if project.single_class else TaskKind.TEXTCAT_MULTILABEL, labels)
 
     # -- export ----------------------------------------------------------------
 
@@ -471,7 +397,7 @@ class DoccanoAdapter(Adapter):
         task = self.client.post(f"/v1/projects/{project.id}/download", body, idempotent=True)
         self.client.wait_task(str(task["task_id"]), timeout=self.task_timeout, what="export")
         response = self.client.request(
-            "GET", f"/v1/projects/{project.id}/download", params={"taskId": task["task_id"]}, accept="*/*"
+            "GET", f"/v1/projects/{project.id}/download", params={"taskId": task["task_id"]}, headers={"Accept": "*/*"}
         )
         files: dict[str, list[dict[str, Any]]] = {}
         with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
@@ -607,7 +533,9 @@ class DoccanoAdapter(Adapter):
                 break
             try:
                 server_failed = self._import_lines(pending)
-            except AmbiguousWrite:
+            except AdapterError as exc:
+                if not _ambiguous(exc):
+                    raise
                 continue  # import_raw_lines has withdrawn the upload and waited; diff against the server again
             for doc_id, reason in server_failed:
                 if doc_id not in failed_ids:
@@ -679,21 +607,23 @@ class DoccanoAdapter(Adapter):
         # A temporary upload is harmless if repeated, so this may be retried.
         response = self.client.request(
             "POST", "/v1/fp/process/", files={"filepond": (upload_name, payload, "application/json")},
-            accept="*/*", idempotent=True,
+            headers={"Accept": "*/*"}, idempotent=True,
         )
         upload_id = response.text.strip()
         body = {"uploadIds": [upload_id], "format": "JSONL", "task": project.project_type,
                 "column_data": "text", "column_label": "label",
                 # doccano guesses the encoding with chardet otherwise, and mistakes UTF-8 emoji for cp1252
                 "encoding": "utf_8"}
+        from ..http import AmbiguousWrite
+
         try:
             task = self.client.post(f"/v1/projects/{project.id}/upload", body)
         except AmbiguousWrite:
             # The import task may be queued, running or done. Withdrawing the upload stops a task that has not
             # read it yet (204); 404 means doccano already consumed it. Either way the caller diffs again.
             self.client.request(
-                "DELETE", "/v1/fp/revert/", content=upload_id.encode(), headers={"Content-Type": "text/plain"},
-                accept="*/*", ok=(200, 204, 404),
+                "DELETE", "/v1/fp/revert/", content=upload_id.encode(),
+                headers={"Content-Type": "text/plain", "Accept": "*/*"}, ok=(404,),
             )
             self._wait_settled()
             raise
@@ -711,7 +641,7 @@ class DoccanoAdapter(Adapter):
 
         def patch(item: tuple[int, float]) -> None:
             self.client.request("PATCH", f"/v1/projects/{project.id}/examples/{item[0]}",
-                                json_body={"score": item[1]}, idempotent=True)
+                                json={"score": item[1]}, idempotent=True)
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(patch, scores.items()))
@@ -792,7 +722,7 @@ class DoccanoAdapter(Adapter):
             have = {self._label_key(lab): lab for lab in mine}
             for key, lab in have.items():
                 if key not in want:
-                    self.client.request("DELETE", f"{base}/{project.label_path}/{lab['id']}", ok=(204, 404))
+                    self.client.request("DELETE", f"{base}/{project.label_path}/{lab['id']}", ok=(404,))
             scores = {(s.start, s.end, s.label): s.score for s in pred.spans}
             for key in want:
                 if key in have:
@@ -807,12 +737,14 @@ class DoccanoAdapter(Adapter):
                     body = {"label": types[key[0]], "prob": pred.categories.get(key[0], 0.0)}
                 try:
                     self.client.post(f"{base}/{project.label_path}", body)
-                except AmbiguousWrite:
-                    return self._replace_model_labels(row, label, pred, me)
+                except AdapterError as exc:
+                    if not _ambiguous(exc):
+                        raise
+                    return self._replace_model_labels(row, label, pred, me)  # converges: see above
         patch: dict[str, Any] = {"meta": meta}
         if pred.score is not None and _truthy(self._opt("score_field", True)):
             patch["score"] = pred.score
-        self.client.request("PATCH", base, json_body=patch, idempotent=True)
+        self.client.request("PATCH", base, json=patch, idempotent=True)
 
     def _label_key(self, lab: dict[str, Any]) -> tuple[Any, ...]:
         name = self.label_types().get(int(lab["label"]), str(lab["label"]))
@@ -859,15 +791,21 @@ class DoccanoAdapter(Adapter):
 
         ``since``: a cursor from :attr:`cursor` (yields only what changed since that pull, both project kinds),
         or a datetime (collaborative projects only: doccano shows other members' label timestamps only there).
-        URL option ``confirmed=only`` keeps only confirmed annotations.
+        URL option ``confirmed=only`` keeps only confirmed annotations; ``exact=true`` makes an incremental
+        pull diff against a full export even when doccano's counters say only confirmations changed.
+
+        An incremental pull first compares doccano's cheap counters (examples, per-member confirmations, labels
+        per member and type) with the cursor's: unchanged means nothing to read; in a collaborative project a
+        change in confirmations alone is read from the examples API (the newly (un)confirmed examples only).
+        Anything else runs one export and diffs it against the cursor's digests.
         """
         project = self.project(refresh=True)
         self.label_types(refresh=True)
         self.users(refresh=True)
-        previous: dict[str, str] | None = None
+        previous: dict[str, Any] | None = None
         since_dt: datetime | None = None
         if isinstance(since, str) and since.startswith(CURSOR_PREFIX):
-            previous = _decode_cursor(since, project.id)
+            previous = _decode_cursor_state(since, project.id)
         elif since is not None:
             since_dt = as_datetime(since)
             if since_dt is not None and since_dt.tzinfo is None:
@@ -878,20 +816,99 @@ class DoccanoAdapter(Adapter):
                     "project pass the cursor of a previous pull as since (annobridge stores it for you)"
                 )
         confirmed_only = str(self._opt("confirmed", "")).lower() == "only"
-        labels_by_file = self._export(confirmed_only=False)
-        confirmed_by_file = self._export(confirmed_only=True)
-        digests: dict[str, str] = {}
-        if project.collaborative:
-            records = self._pull_collaborative(labels_by_file, confirmed_by_file, previous, since_dt, digests)
-        else:
-            records = self._pull_individual(labels_by_file, confirmed_by_file, previous, digests)
+        signature = self._signature(project)
+        state: dict[str, Any] = {"d": {}, "s": signature, "c": None}
+        records: Iterator[Record] | None = None
+        old_sig = (previous or {}).get("s")
+        if previous is not None and old_sig and not _truthy(self._opt("exact", False)):
+            if old_sig == signature:
+                state.update(d=previous["d"], c=previous.get("c"))
+                records = iter(())
+            elif (project.collaborative and previous.get("c") is not None
+                  and (old_sig.get("t"), old_sig.get("l")) == (signature["t"], signature["l"])):
+                # Same examples, same labels per member and type: only confirmations moved.
+                records = self._pull_confirmations(previous, state)
+        if records is None:
+            previous_digests = previous["d"] if previous is not None else None
+            labels_by_file = self._export(confirmed_only=False)
+            confirmed = self._confirmed_sets(project, signature)
+            if project.collaborative:
+                state["c"] = sorted(confirmed.get("", set()))
+                records = self._pull_collaborative(labels_by_file, confirmed.get("", set()), previous_digests,
+                                                   since_dt, state["d"])
+            else:
+                records = self._pull_individual(labels_by_file, confirmed, previous_digests, state["d"])
         for record in records:
             if confirmed_only:
                 record.annotations = [a for a in record.annotations if a.meta.get("confirmed")]
             if since is not None and not record.annotations:
                 continue
             yield filter_answers(record, answers)
-        self.cursor = _encode_cursor(project.id, digests)
+        self.cursor = _encode_cursor(project.id, state["d"], signature=state["s"], confirmed=state["c"])
+
+    def _signature(self, project: _Project) -> dict[str, Any]:
+        """doccano's cheap counters, hashed: examples (t), confirmations per member (p), labels per member (l)."""
+        base = f"/v1/projects/{project.id}/metrics"
+        progress = self.client.get(f"{base}/member-progress")
+        kind = "span" if project.project_type == SEQ else "category"
+        labels = self.client.get(f"{base}/{kind}-distribution")
+        done = sorted((str(p.get("user")), int(p.get("done") or 0)) for p in progress.get("progress", []))
+        return {"t": int(progress.get("total") or 0), "p": _hash(done), "l": _hash(labels),
+                "done": sum(n for _, n in done)}
+
+    def _confirmed_sets(self, project: _Project, signature: dict[str, Any]) -> dict[str, set[int]]:
+        """Confirmed example ids per member file (``""``: the shared state of a collaborative project).
+
+        Read from the examples API when there are few (cheaper than an export task), from doccano's
+        ``exportApproved`` export otherwise, and not at all when the counters say nobody confirmed anything.
+        """
+        done = int(signature.get("done") or 0)
+        if done == 0:
+            return {}
+        if project.collaborative and done <= CONFIRMED_BY_API:
+            return {"": set(self._confirmed_rows())}
+        files = self._export(confirmed_only=True)
+        if project.collaborative:
+            return {"": {int(r["id"]) for rows in files.values() for r in rows}}
+        return {user: {int(r["id"]) for r in rows} for user, rows in files.items()}
+
+    def _confirmed_rows(self) -> dict[int, dict[str, Any]]:
+        """Examples confirmed by anyone (collaborative projects), as export-shaped rows, from the examples API."""
+        pages = self.client.pages_next(f"/v1/projects/{self.project().id}/examples",
+                                       params={"confirmed": "true", "limit": 1000})
+        return {int(ex["id"]): _api_row(ex) for ex in self.client.iter_items(pages)}
+
+    def _pull_confirmations(self, previous: dict[str, Any], state: dict[str, Any]) -> Iterator[Record]:
+        """Only confirmations changed (collaborative): read the examples whose confirmed state flipped."""
+        rows = self._confirmed_rows()
+        before = {int(x) for x in previous.get("c") or []}
+        changed = sorted(before ^ set(rows))
+        digests: dict[str, str] = dict(previous["d"])
+        state.update(d=digests, c=sorted(rows))
+        project = self.project()
+
+        def read(eid: int) -> tuple[Record, Annotation | None, list[tuple[Any, ...]], bool]:
+            raw = rows.get(eid) or _api_row(self.client.get(f"/v1/projects/{project.id}/examples/{eid}"))
+            document = self._document(raw)
+            pred = self._prediction(raw)
+            record = Record(document, predictions=[pred] if pred else [], native_ids={"example": eid})
+            annotation, keys = self._read_collaborative(eid, document.text)
+            model_keys = self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "")
+            confirmed = bool(annotation is not None and annotation.meta.get("confirmed"))
+            return record, annotation, keys, (not keys and not confirmed) or (pred is not None and keys == model_keys
+                                                                             and not confirmed)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for record, annotation, keys, untouched in pool.map(read, changed):
+                eid = str(record.native_ids["example"])
+                if untouched:
+                    digests.pop(eid, None)
+                    continue
+                digest = _digest(keys, True if annotation is None else bool(annotation.meta.get("confirmed")))
+                if digests.get(eid) != digest and annotation is not None:
+                    record.annotations.append(annotation)
+                digests[eid] = digest
+                yield record
 
     def _document(self, raw: dict[str, Any]) -> Document:
         doc_id = _doc_id(raw)
@@ -900,7 +917,8 @@ class DoccanoAdapter(Adapter):
             try:
                 meta = json.loads(raw[KEY_META])
             except (TypeError, ValueError):
-                self.skip(f"example {raw.get('id')}", "annobridge_meta is not JSON; kept as text")
+                # The record is still yielded (so this is no skipped record): the meta is kept as text.
+                log.warning("doccano example %s: annobridge_meta is not JSON; kept as text", raw.get("id"))
                 meta = {KEY_META: raw[KEY_META]}
         else:
             meta = {k: v for k, v in raw.items() if k not in EXPORT_KEYS and not k.startswith("annobridge_")
@@ -914,14 +932,18 @@ class DoccanoAdapter(Adapter):
         try:
             pred = Prediction.from_dict(json.loads(stored))
         except (TypeError, ValueError, KeyError) as exc:
-            self.skip(f"example {raw.get('id')}", f"stored prediction unreadable ({exc})")
+            log.warning("doccano example %s: stored prediction unreadable (%s); left out", raw.get("id"), exc)
             return None
         pred.native_ids = {"example": raw.get("id")}
         return pred
 
     def _convert_labels(
-        self, text: str, labels: list[tuple[Any, ...]], where: str
+        self, text: str, labels: list[tuple[Any, ...]], doc_id: str
     ) -> tuple[list[Span], dict[str, float]]:
+        """doccano label keys (UTF-16 units) -> code-point spans claiming their text, and categories.
+
+        Conversions and drops are span notes (:meth:`note_span`), which the export counts; the record is kept.
+        """
         spans: list[Span] = []
         cats: dict[str, float] = {}
         for key in labels:
@@ -932,12 +954,16 @@ class DoccanoAdapter(Adapter):
             if start is None or end is None:
                 reason = ("grapheme-mode offsets in a non-ASCII text are not supported" if self.project().grapheme_mode
                           else "UTF-16 offset splits a character")
-                self.skip(where, f"span {key[0]}-{key[1]} {key[2]}: {reason}")
+                self.note_span(doc_id, "dropped", reason)
                 continue
             checked = check_span(text, Span(start, end, str(key[2])))
             if checked.span is None:
-                self.skip(where, f"span {key[0]}-{key[1]} {key[2]}: {checked.note}")
+                self.note_span(doc_id, "dropped", str(checked.note))
                 continue
+            if (start, end) != (int(key[0]), int(key[1])):
+                self.note_span(doc_id, "adjusted", "utf16 offsets converted")
+            if checked.note:
+                self.note_span(doc_id, "adjusted", checked.note)
             span = checked.span
             span.text = text[span.start : span.end]
             spans.append(span)
@@ -949,11 +975,10 @@ class DoccanoAdapter(Adapter):
     def _pull_individual(
         self,
         labels_by_file: dict[str, list[dict[str, Any]]],
-        confirmed_by_file: dict[str, list[dict[str, Any]]],
+        confirmed: dict[str, set[int]],
         previous: dict[str, str] | None,
         digests: dict[str, str],
     ) -> Iterator[Record]:
-        confirmed = {user: {int(r["id"]) for r in rows} for user, rows in confirmed_by_file.items()}
         per_example: dict[int, dict[str, list[Any]]] = {}
         raws: dict[int, dict[str, Any]] = {}
         for user, rows in labels_by_file.items():
@@ -979,7 +1004,7 @@ class DoccanoAdapter(Adapter):
                 digests[key] = digest
                 if previous is not None and previous.get(key) == digest:
                     continue
-                spans, cats = self._convert_labels(document.text, keys, f"example {eid} ({user})")
+                spans, cats = self._convert_labels(document.text, keys, document.id)
                 record.annotations.append(Annotation(
                     annotator=user, spans=spans, categories=cats, answer=Answer.ACCEPT,
                     native_ids={"example": eid}, meta={"confirmed": is_confirmed},
@@ -989,12 +1014,11 @@ class DoccanoAdapter(Adapter):
     def _pull_collaborative(
         self,
         labels_by_file: dict[str, list[dict[str, Any]]],
-        confirmed_by_file: dict[str, list[dict[str, Any]]],
+        confirmed: set[int],
         previous: dict[str, str] | None,
         since_dt: datetime | None,
         digests: dict[str, str],
     ) -> Iterator[Record]:
-        confirmed = {int(r["id"]) for rows in confirmed_by_file.values() for r in rows}
         rows = next(iter(labels_by_file.values()), [])
         plan: list[tuple[Record, bool]] = []
         for raw in sorted(rows, key=lambda r: int(r["id"])):
@@ -1014,7 +1038,9 @@ class DoccanoAdapter(Adapter):
 
         def read(item: tuple[Record, bool]) -> Annotation | None:
             record, needed = item
-            return self._read_collaborative(int(record.native_ids["example"]), record.text) if needed else None
+            if not needed:
+                return None
+            return self._read_collaborative(int(record.native_ids["example"]), record.text, record.id)[0]
 
         # The export has no label users, so touched examples are read one by one: a few at a time, in order.
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -1027,8 +1053,9 @@ class DoccanoAdapter(Adapter):
                         record.annotations.append(annotation)
                     yield record
 
-    def _read_collaborative(self, eid: int, text: str) -> Annotation | None:
-        """Per-example read: each label with its user and timestamps, and who confirmed."""
+    def _read_collaborative(self, eid: int, text: str, doc_id: str = ""
+                            ) -> tuple[Annotation | None, list[tuple[Any, ...]]]:
+        """Per-example read: each label with its user and timestamps, and who confirmed; and the label keys."""
         project = self.project()
         base = f"/v1/projects/{project.id}/examples/{eid}"
         labels = self.client.get(f"{base}/{project.label_path}")
@@ -1042,7 +1069,7 @@ class DoccanoAdapter(Adapter):
             types = self.label_types(refresh=True)
         labels = sorted(labels, key=lambda lab: (lab.get("start_offset", 0), lab.get("end_offset", 0), lab["id"]))
         keys = [self._label_key(lab) for lab in labels]
-        spans, cats = self._convert_labels(text, keys, f"example {eid}")
+        spans, cats = self._convert_labels(text, keys, doc_id or f"doccano-{eid}")
         label_users = [users.get(int(lab["user"]), str(lab["user"])) for lab in labels]
         confirmed_by = users.get(int(states[0]["confirmed_by"])) if states else None
         times = [as_datetime(lab.get("created_at")) for lab in labels]
@@ -1052,7 +1079,7 @@ class DoccanoAdapter(Adapter):
         created = min((t for t in times if t), default=None)
         updated = max((t for t in updates if t), default=None)
         if not labels and not states:
-            return None
+            return None, []
         humans = sorted({u for u in label_users if u != self.username})
         annotator = confirmed_by or "+".join(humans) or self.username
         return Annotation(
@@ -1061,7 +1088,7 @@ class DoccanoAdapter(Adapter):
             native_ids={"example": eid, "labels": [lab["id"] for lab in labels]},
             meta={"confirmed": bool(states), "confirmed_by": confirmed_by, "collaborative": True,
                   "label_users": label_users},
-        )
+        ), sorted(keys)
 
 
 def _row(raw: dict[str, Any]) -> _ExportRow:
@@ -1086,8 +1113,24 @@ def _cursor_dir() -> Path:
     return Path(base) / "annobridge" / "doccano-cursors"
 
 
-def _encode_cursor(project_id: int, digests: dict[str, str]) -> str:
-    data = json.dumps({"project": project_id, "d": digests}, separators=(",", ":"), sort_keys=True).encode()
+def _hash(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _api_row(example: dict[str, Any]) -> dict[str, Any]:
+    """An example from the REST API in the shape of an export row (meta keys next to id and text)."""
+    return {**(example.get("meta") or {}), "id": example["id"], "text": example.get("text", "")}
+
+
+def _encode_cursor(project_id: int, digests: dict[str, str], *, signature: dict[str, Any] | None = None,
+                   confirmed: list[int] | None = None) -> str:
+    """The cursor: per (example, member) label digests, doccano's counters and (collaborative) confirmed ids."""
+    state: dict[str, Any] = {"project": project_id, "d": digests}
+    if signature is not None:
+        state["s"] = signature
+    if confirmed is not None:
+        state["c"] = confirmed
+    data = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
     inline = CURSOR_PREFIX + base64.urlsafe_b64encode(zlib.compress(data, 9)).decode()
     if len(inline) <= INLINE_CURSOR_MAX:
         return inline
@@ -1102,6 +1145,11 @@ def _encode_cursor(project_id: int, digests: dict[str, str]) -> str:
 
 
 def _decode_cursor(cursor: str, project_id: int) -> dict[str, str]:
+    """The label digests of a cursor."""
+    return dict(_decode_cursor_state(cursor, project_id)["d"])
+
+
+def _decode_cursor_state(cursor: str, project_id: int) -> dict[str, Any]:
     body = cursor[len(CURSOR_PREFIX):]
     try:
         if body.startswith("file:"):
@@ -1116,7 +1164,7 @@ def _decode_cursor(cursor: str, project_id: int) -> dict[str, str]:
         raise UsageError(f"Unreadable doccano cursor ({exc})") from None
     if data.get("project") != project_id:
         raise UsageError(f"This cursor belongs to doccano project {data.get('project')}, not {project_id}")
-    return {str(k): str(v) for k, v in data.get("d", {}).items()}
+    return {"d": {str(k): str(v) for k, v in data.get("d", {}).items()}, "s": data.get("s"), "c": data.get("c")}
 
 
 @hookimpl
