@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import spacy
-from spacy.tokens import DocBin, Span as SpacySpan
+from spacy.tokens import DocBin
+from spacy.tokens import Span as SpacySpan
 
 from annobridge.adapter import AdapterURL
-from annobridge.adapters.conll import read_conll, sentence_spans
+from annobridge.adapters.conll import sentence_spans
 from annobridge.adapters.jsonl import write_records
 from annobridge.errors import UsageError
 from annobridge.export import export
@@ -245,7 +246,7 @@ def test_docbin_span_groups_cats_and_ids(tmp_path: Path) -> None:
     assert first.annotations[0].categories == {"TRAVEL": 1.0, "SPORT": 0.0}
     assert second.annotations == []
     with open_adapter(f"spacy:{path}?spans_key=sc") as adapter:
-        grouped = list(adapter.pull())[0]
+        grouped = next(iter(adapter.pull()))
     assert sorted(s.key for s in grouped.annotations[0].spans) == [(16, 20, "CITY"), (24, 27, "WORD"),
                                                                    (24, 32, "CITY")]
     assert len(list(read_documents(path, on_skip=lambda w, r: None))) == 2
