@@ -18,7 +18,15 @@ class MemoryAdapter(Adapter):
     scheme = "memory"
     description = "records kept in this Python process (example plugin)"
     url_example = "memory:scratch"
-    capabilities = Capabilities(create_project=True, import_documents=True, push_predictions=True, pull=True)
+    # only what this adapter really does: the contract suite (annobridge.testing) checks each flag
+    capabilities = Capabilities(
+        create_project=True,
+        import_documents=True,
+        push_predictions=True,
+        pull=True,
+        per_annotator=True,
+        prediction_scores=True,
+    )
 
     @property
     def store(self) -> dict[str, Record]:
@@ -44,6 +52,18 @@ class MemoryAdapter(Adapter):
                 record.predictions.append(predictions[doc.id])
             self.store[doc.id] = record
             result.created += 1
+        return result
+
+    def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
+        result = ImportResult()
+        for doc, prediction in items:
+            record = self.store.get(doc.id)
+            if record is None:
+                record = self.store[doc.id] = Record(doc)
+                result.created += 1
+            else:
+                result.existing += 1
+            record.predictions.append(prediction)
         return result
 
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
