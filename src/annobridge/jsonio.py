@@ -28,6 +28,7 @@ __all__ = [
     "BadLine",
     "decode_line",
     "has_lone_surrogate",
+    "is_blank",
     "is_gzip",
     "open_binary",
     "read_items",
@@ -49,6 +50,14 @@ class BadLine:
 
     def __str__(self) -> str:
         return self.reason
+
+
+def is_blank(raw: bytes) -> bool:
+    """A line that holds nothing to read: empty, whitespace, or a byte-order mark and whitespace."""
+    if raw[:1] == b"{":  # nearly every line: no copy
+        return False
+    stripped = raw.strip()
+    return not stripped or stripped == BOM
 
 
 def is_gzip(path: str | os.PathLike[str]) -> bool:
@@ -122,10 +131,9 @@ def read_json_lines(
     label = name or Path(path).name
     with open_binary(path) as fh:
         for lineno, raw in enumerate(fh, 1):
-            raw = raw.rstrip(b"\r\n")
-            if not raw or raw.isspace() or raw == BOM:
+            if is_blank(raw):
                 continue
-            yield f"{label}:{lineno}", decode_line(raw, objects_only=objects_only)
+            yield f"{label}:{lineno}", decode_line(raw.rstrip(b"\r\n"), objects_only=objects_only)
 
 
 def read_json_items(

@@ -25,7 +25,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from ...jsonio import BOM, LONE_SURROGATE, BadLine, decode_line, has_lone_surrogate, is_gzip, open_binary
+from ...jsonio import LONE_SURROGATE, BadLine, decode_line, has_lone_surrogate, is_blank, is_gzip, open_binary
 from ...model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span
 from ...offsets import check_span
 from .hashes import input_hash, is_hash, task_hash
@@ -443,8 +443,7 @@ class TaskIndex:
             for lineno, raw in enumerate(fh, 1):
                 start = offset
                 offset += len(raw)
-                # nearly every line starts with "{": only the others need the closer (copying) looks
-                if raw[:1] != b"{" and (not raw.strip() or raw.strip() == BOM):
+                if is_blank(raw):
                     continue
                 key = _saved_hash(raw)
                 if key is None:
