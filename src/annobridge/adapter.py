@@ -258,6 +258,19 @@ class Adapter(ABC):
     def _unsupported(self, what: str) -> UsageError:
         return UsageError(f"The {self.scheme} adapter does not support {what}.")
 
+    def require(self, *flags: str, to: str) -> None:
+        """Refuse, before any work starts, what this adapter's capabilities do not cover.
+
+        ``adapter.require("import_documents", to="import a corpus")`` raises a UsageError naming the
+        missing capability; the CLI, the export and the AL loop call it first.
+        """
+        missing = [flag for flag in flags if not getattr(self.capabilities, flag)]
+        if missing:
+            can = ", ".join(self.capabilities.enabled()) or "nothing beyond reading"
+            raise UsageError(
+                f"Cannot {to} with {self.url}: the {self.scheme} adapter lacks {', '.join(missing)} (it can: {can})."
+            )
+
 
 def filter_answers(record: Record, answers: Collection[Answer] | None) -> Record:
     if answers is None:

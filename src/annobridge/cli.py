@@ -358,6 +358,7 @@ def import_cmd(
         if task is not None:
             schema = LabelSchema(task, [x.strip() for x in labels.split(",")] if labels else [])
         with open_adapter(dest) as adapter:
+            adapter.require("import_documents", to="import documents")
             if schema is not None and adapter.capabilities.create_project:
                 adapter.ensure_project(schema)
             documents = list(read_documents(file, on_skip=lambda where, why: skipped.append((where, why))))

@@ -245,6 +245,7 @@ def export(
     staged: Path | None = None
     writers: dict[str, SplitWriter] = {}
     try:
+        adapter.require("pull", to="export annotations")
         _check_task_fits(adapter, task_kind)
         need_labels = task_kind == TaskKind.TEXTCAT and not labels
         assign: Callable[[str], str] = spec.assign

@@ -194,3 +194,40 @@ def test_exhausted_pool_and_gz_dev(tmp_path: Path, sms: list[Record]) -> None:
     with pytest.raises(UsageError, match="no documents left"):
         loop.step()
     assert loop.next_stage == "score"  # nothing was recorded as done
+
+
+def test_wait_polls_with_a_cursor(tmp_path: Path, sms: list[Record]) -> None:
+    """After the first poll the wait stage asks only for what changed (issue #10): the real jsonl
+    adapter's pull is wrapped to record its ``since`` argument, and still does the work."""
+    pool_records = sms[:60]
+    gold = {r.id: r for r in pool_records}
+    project = tmp_path / "project.jsonl"
+    loop = ActiveLearningLoop(
+        f"jsonl:{project}",
+        Learner("textcat", LABELS, **SMALL),
+        write_documents(tmp_path / "pool.jsonl", pool_records),
+        sms[400:440],
+        state_dir=tmp_path / "state",
+        batch=6,
+        poll_interval=0.01,
+        wait_timeout=0,
+    )
+    loop.step()  # score
+    loop.step()  # push
+    seen_since: list[object] = []
+    real_pull = loop.adapter.pull
+
+    def recording_pull(**kwargs: object):  # type: ignore[no-untyped-def]
+        seen_since.append(kwargs.get("since"))
+        return real_pull(**kwargs)  # type: ignore[arg-type]
+
+    loop.adapter.pull = recording_pull  # type: ignore[method-assign]
+    pushed = [item["id"] for item in loop.selected]
+    assert annotate_jsonl(project, {i: gold[i] for i in pushed[:3]}) == 3
+    first = loop.step(timeout=0)
+    assert not first.done and first.detail["labelled"] == 3
+    assert annotate_jsonl(project, {i: gold[i] for i in pushed[3:]}) == 3
+    done = loop.step(timeout=0)
+    assert done.done and done.detail["labelled"] == 6
+    # the first poll reads everything; the next one only what changed after its cursor
+    assert seen_since[0] is None and seen_since[1] is not None, seen_since

@@ -117,6 +117,7 @@ class ActiveLearningLoop:
             from ..plugins import open_adapter
 
             adapter = open_adapter(adapter)
+        adapter.require("import_documents", "pull", to="run an active-learning loop")
         if batch < 1:
             raise UsageError("batch must be at least 1")
         if not 0.0 < min_labelled <= 1.0:
@@ -141,6 +142,9 @@ class ActiveLearningLoop:
             self._load_state()
         self._dev_source = dev
         self._dev_docs: list[Doc] | None = None
+        #: what the wait stage has seen labelled so far, and the cursor to poll on from there
+        self._labelled: set[str] = set()
+        self._label_cursor: Any = None
 
     # -- state -----------------------------------------------------------------
 
@@ -356,8 +360,17 @@ class ActiveLearningLoop:
         return StageResult("push", True, seconds, {"created": result.created, "existing": result.existing})
 
     def labelled_ids(self) -> set[str]:
-        """Ids of records in the tool that have at least one annotation."""
-        return {r.id for r in self.adapter.pull() if r.annotations}
+        """Ids of records in the tool that have at least one annotation.
+
+        Polls incrementally where the adapter can: the first call pulls everything, later ones only
+        what changed since the previous call's cursor, so a wait over a large project stays cheap.
+        """
+        if not self.adapter.capabilities.pull_since:
+            return {r.id for r in self.adapter.pull() if r.annotations}
+        self._labelled.update(r.id for r in self.adapter.pull(since=self._label_cursor) if r.annotations)
+        if self.adapter.cursor is not None:
+            self._label_cursor = self.adapter.cursor
+        return set(self._labelled)
 
     def wait(self, timeout: float | None = None, poll_interval: float | None = None) -> StageResult:
         """Poll until ``min_labelled`` of the pushed batch is labelled, or ``timeout`` seconds pass
