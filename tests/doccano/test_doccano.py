@@ -505,7 +505,7 @@ def test_span_drops_are_notes_and_confirmations_need_no_export(
     d0, d1, d2 = docs[:3]
     word = d0.text.split(" ")[0]
     ann1.add_span(pid, ids[d0.id], *u16(d0.text, 0, len(word)), labels[0])
-    ann1.add_span(pid, ids[d0.id], 0, len(d0.text) + 50, labels[1])  # doccano stores it; it fits no text
+    ann1.add_span(pid, ids[d0.id], len(d0.text) + 5, len(d0.text) + 50, labels[1])  # stored; fits no text
     ann1.confirm(pid, ids[d0.id])
     assert adapter.source_schema() == LabelSchema(TaskKind.NER, labels)
 
@@ -533,7 +533,8 @@ def test_span_drops_are_notes_and_confirmations_need_no_export(
 
     # the export counts the dropped span as a span, not as a skipped record
     report = export(adapter, tmp_path / "corpus", task="ner", split="1.0,0,0")
-    assert report.records_read == 6 and sum(report.records_skipped.values()) == 0
+    assert report.records_read == 6 and report.records_exported == 3  # d0, d1, d2; the others untouched
+    assert report.records_skipped == {"no annotations": 3}
     assert report.spans_dropped == {"offsets outside the text": 1}
     assert isinstance(counter.inner, httpx.BaseTransport)
 

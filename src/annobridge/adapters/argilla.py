@@ -686,6 +686,7 @@ class ArgillaAdapter(Adapter):
         return self._users
 
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+        self.span_notes.clear()  # the notes are those of the latest pull
         ds = self.dataset()
         since_dt = _utc(since)
         latest = since_dt

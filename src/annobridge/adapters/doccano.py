@@ -799,6 +799,7 @@ class DoccanoAdapter(Adapter):
         change in confirmations alone is read from the examples API (the newly (un)confirmed examples only).
         Anything else runs one export and diffs it against the cursor's digests.
         """
+        self.span_notes.clear()  # the notes are those of the latest pull
         project = self.project(refresh=True)
         self.label_types(refresh=True)
         self.users(refresh=True)

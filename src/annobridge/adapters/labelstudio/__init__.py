@@ -633,6 +633,7 @@ class LabelStudioAdapter(Adapter):
             return datetime.now(timezone.utc)
 
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+        self.span_notes.clear()  # the notes are those of the latest pull
         self.deleted = []
         self.repaired = []
         self.resumed = 0
