@@ -149,13 +149,29 @@ class DocConverter:
     # -- spans ---------------------------------------------------------------
 
     def _check(
-        self, text: str, doc: Doc, spans: Sequence[Span], ctx: DocumentUnits, hint_of: Callable[[Span], str | None]
+        self,
+        text: str,
+        doc: Doc,
+        spans: Sequence[Span],
+        ctx: DocumentUnits | None,
+        hint_of: Callable[[Span], str | None],
     ) -> list[SpanCheck]:
-        """Check every span against the text: spans with text first (their proofs are evidence), then the rest."""
+        """Check every span against the text: spans with text first (their proofs are evidence), then the rest.
+
+        ``ctx`` is None for ASCII text, where every unit reads the same: nothing to learn or decide.
+        """
+        labels = self._labels
+        if ctx is None:
+            return [
+                SpanCheck(None, f"label {span.label!r} not in the label set")
+                if labels and span.label not in labels
+                else check_span(text, span)
+                for span in spans
+            ]
         checks: list[SpanCheck | None] = [None] * len(spans)
         pending: list[int] = []
         for i, span in enumerate(spans):
-            if self._labels and span.label not in self._labels:
+            if labels and span.label not in labels:
                 checks[i] = SpanCheck(None, f"label {span.label!r} not in the label set")
             elif span.text is not None:
                 checked = check_span(text, span, units=ctx, hint=hint_of(span))
@@ -166,15 +182,17 @@ class DocConverter:
             else:
                 pending.append(i)
         if pending:
-            undecided = [
-                spans[i]
-                for i in pending
-                if len(set(candidate_ranges(text, spans[i], units=ctx, hint=hint_of(spans[i])).values())) > 1
-            ]
+            options = (candidate_ranges(text, spans[i], units=ctx, hint=hint_of(spans[i])) for i in pending)
+            undecided = [o for o in options if len(set(o.values())) > 1]
             if undecided:
                 # only now, for documents that need it: token boundaries cost one pass over the tokens
-                tokens = ({t.idx for t in doc}, {t.idx + len(t) for t in doc})
-                ctx.vote_by_tokens(text, undecided, tokens, hint_of(undecided[0]))
+                starts: set[int] = set()
+                ends: set[int] = set()
+                for token in doc:
+                    idx = token.idx
+                    starts.add(idx)
+                    ends.add(idx + len(token))
+                ctx.vote_by_tokens(text, undecided, (starts, ends))
             for i in pending:
                 checks[i] = check_span(text, spans[i], units=ctx, hint=hint_of(spans[i]))
         return [c for c in checks if c is not None]
@@ -184,7 +202,7 @@ class DocConverter:
         doc: Doc,
         text: str,
         spans: Sequence[Span],
-        ctx: DocumentUnits,
+        ctx: DocumentUnits | None,
         hint_of: Callable[[Span], str | None],
         events: list[SpanEvent],
         doc_id: str,
@@ -192,31 +210,40 @@ class DocConverter:
         # ``text`` is passed in: ``doc.text`` rebuilds the string from every token on each access
         aligned: list[SpacySpan] = []
         seen: dict[tuple[int, int, str], bool] = {}  # final (start, end, label) -> was it repaired
+        char_span = doc.char_span
         for span, checked in zip(spans, self._check(text, doc, spans, ctx, hint_of), strict=True):
-            given = (doc_id, span.start, span.end, span.label)
-            if checked.span is None:
-                events.append(SpanEvent("dropped", checked.note or "not usable", *given))
+            fixed = checked[0]
+            if fixed is None:
+                events.append(
+                    SpanEvent("dropped", checked.note or "not usable", doc_id, span.start, span.end, span.label)
+                )
                 continue
-            repaired = bool(checked.repairs)
-            for repair in checked.repairs:
-                events.append(SpanEvent("adjusted", repair, *given))
-            fixed = checked.span
-            sp = doc.char_span(fixed.start, fixed.end, label=fixed.label)
-            if sp is None and self.align != "strict":
-                sp = doc.char_span(fixed.start, fixed.end, label=fixed.label, alignment_mode=self.align)
+            repairs = checked[2]
+            repaired = bool(repairs)
+            for repair in repairs:
+                events.append(SpanEvent("adjusted", repair, doc_id, span.start, span.end, span.label))
+            label = fixed.label
+            sp = char_span(fixed.start, fixed.end, label=label)
+            if sp is not None:
+                key = (fixed.start, fixed.end, label)  # strict: the span's own offsets
+            elif self.align != "strict":
+                sp = char_span(fixed.start, fixed.end, label=label, alignment_mode=self.align)
                 if sp is not None and len(sp):
-                    events.append(SpanEvent("adjusted", f"aligned to token boundaries ({self.align})", *given))
+                    why = f"aligned to token boundaries ({self.align})"
+                    events.append(SpanEvent("adjusted", why, doc_id, span.start, span.end, span.label))
                     repaired = True
+                    key = (sp.start_char, sp.end_char, label)
                 else:
                     sp = None
             if sp is None:
-                events.append(SpanEvent("dropped", "does not align with token boundaries", *given))
+                why = "does not align with token boundaries"
+                events.append(SpanEvent("dropped", why, doc_id, span.start, span.end, span.label))
                 continue
-            key = (sp.start_char, sp.end_char, fixed.label)
-            if key in seen:
-                why = DUPLICATE_REPAIRED_MERGED if repaired or seen[key] else DUPLICATE_MERGED
-                events.append(SpanEvent("adjusted", why, *given))
-                seen[key] = seen[key] or repaired
+            earlier = seen.get(key)
+            if earlier is not None:
+                why = DUPLICATE_REPAIRED_MERGED if repaired or earlier else DUPLICATE_MERGED
+                events.append(SpanEvent("adjusted", why, doc_id, span.start, span.end, span.label))
+                seen[key] = earlier or repaired
                 continue
             seen[key] = repaired
             aligned.append(sp)
@@ -236,8 +263,10 @@ class DocConverter:
         text = record.text
         doc = self.nlp.make_doc(text)
         events: list[SpanEvent] = []
-        ctx = self.units.document()
-        hint_of = self._hints(record)
+        # unit evidence and hints matter only where units read differently: not in ASCII text
+        ascii_only = text.isascii()
+        ctx = None if ascii_only else self.units.document()
+        hint_of = _no_hint if ascii_only else self._hints(record)
         positives = self._align(doc, text, merged.spans, ctx, hint_of, events, record.id)
         if self.schema.task == TaskKind.SPANS:
             doc.spans[self.schema.spans_key] = positives
@@ -320,6 +349,10 @@ class DocConverter:
         doc = self.nlp.make_doc(text)
         doc.cats = cats
         return ConversionResult(doc, None, labels=[label for label, value in cats.items() if value == 1.0])
+
+
+def _no_hint(span: Span) -> None:
+    return None
 
 
 def _hint(meta: dict[str, object]) -> str | None:

@@ -254,12 +254,18 @@ class OffsetUnits:
         self.hint = hint
         self.proofs: Counter[str] = Counter()
         self.decisions: Counter[tuple[str | None, str]] = Counter()
+        #: whether UTF-8 is a reading to consider (named by the hint or proven): kept as a flag, read per span
+        self.utf8 = hint == UTF8
 
     def observe(self, unit: str) -> None:
         self.proofs[unit] += 1
+        if unit == UTF8:
+            self.utf8 = True
 
     def leading(self, candidates: Iterable[str]) -> str | None:
         """The unit the source's proofs point to among ``candidates``, when they are decisive."""
+        if not self.proofs:
+            return None
         counts = [(self.proofs.get(unit, 0), unit) for unit in candidates]
         total = sum(n for n, _ in counts)
         if not total:
@@ -289,30 +295,37 @@ class DocumentUnits:
 
     def __init__(self, source: OffsetUnits | None = None, tokens: TokenBoundaries | None = None) -> None:
         self.source = source if source is not None else OffsetUnits()
-        self.proofs: Counter[str] | None = None
+        #: this document's proofs per unit (None until the first)
+        self.proofs: dict[str, int] | None = None
         self.tokens = tokens
         #: the unit the document's ambiguous spans fit the tokens under (:meth:`vote_by_tokens`)
         self.fit: str | None = None
 
     def observe(self, unit: str) -> None:
-        if self.proofs is None:
-            self.proofs = Counter()
-        self.proofs[unit] += 1
+        proofs = self.proofs
+        if proofs is None:
+            proofs = self.proofs = {}
+        proofs[unit] = proofs.get(unit, 0) + 1
         self.source.observe(unit)
 
     def vote_by_tokens(
-        self, text: str, spans: Iterable[Span], tokens: TokenBoundaries, hint: str | None = None
+        self,
+        text: str,
+        spans: Iterable[Span | Mapping[str, tuple[int, int]]],
+        tokens: TokenBoundaries,
+        hint: str | None = None,
     ) -> str | None:
         """Decide the document's unit by which reading puts its ambiguous spans on token boundaries.
 
-        Each span with several readings votes for every reading whose start and end both fall on
-        token boundaries; the reading with strictly the most votes wins (kept in :attr:`fit`).
+        ``spans`` are spans, or their :func:`candidate_ranges` when the caller has them. Each span with
+        several readings votes for every reading whose start and end both fall on token boundaries;
+        the reading with strictly the most votes wins (kept in :attr:`fit`).
         """
         self.tokens = tokens
         starts, ends = tokens
         votes: Counter[str] = Counter()
-        for span in spans:
-            options = candidate_ranges(text, span, units=self, hint=hint)
+        for item in spans:
+            options = candidate_ranges(text, item, units=self, hint=hint) if isinstance(item, Span) else item
             if len(set(options.values())) < 2:
                 continue
             for unit, (s, e) in options.items():
@@ -331,7 +344,7 @@ class DocumentUnits:
 
 def _decide(
     options: Mapping[str, tuple[int, int]],
-    doc_proofs: Counter[str] | None,
+    doc_proofs: Mapping[str, int] | None,
     source: OffsetUnits,
     fit: str | None,
     tokens: TokenBoundaries | None,
@@ -361,18 +374,9 @@ def _decide(
     return unit, basis
 
 
-def _context(units: OffsetUnits | DocumentUnits | None) -> OffsetUnits | DocumentUnits:
-    return units if units is not None else OffsetUnits()
-
-
 def _utf8_plausible(units: OffsetUnits | DocumentUnits | None, hint: str | None) -> bool:
-    if hint == UTF8:
-        return True
-    if units is None:
-        return False
-    if units.source.hint == UTF8 or units.source.proofs.get(UTF8):
-        return True
-    return isinstance(units, DocumentUnits) and bool(units.proofs and units.proofs.get(UTF8))
+    # UTF-8 is a reading only once something names it: a hint, or a proof in this source
+    return hint == UTF8 or (units is not None and units.source.utf8)
 
 
 def _readings(prof: _Profile, start: int, end: int, utf8: bool) -> tuple[dict[str, tuple[int, int]], int]:
@@ -429,12 +433,16 @@ def check_span(
     """
     start, end = span.start, span.end
     claimed = span.text
-    prof = _profile(text)
     reasoning = units is not None or hint is not None or tokens is not None
     if reasoning:
-        utf8 = _utf8_plausible(units, hint)
-        if prof.first_astral < end or (utf8 and prof.first_non_ascii < end):
-            return _check_units(text, prof, span, _context(units), hint, tokens, utf8)
+        # the readings can differ only after an astral (UTF-16) or non-ASCII (UTF-8) character; the
+        # common case, a text without either before the span's end, costs a few comparisons
+        prof = _profile(text)
+        if prof.first_non_ascii < end:
+            ctx = units if units is not None else OffsetUnits()
+            utf8 = hint == UTF8 or ctx.source.utf8  # UTF-8 is a reading only once something names it
+            if utf8 or prof.first_astral < end:
+                return _check_units(text, prof, span, ctx, hint, tokens, utf8)
     in_bounds = 0 <= start < end <= len(text)
     if claimed is None:
         if not in_bounds:
@@ -444,11 +452,12 @@ def check_span(
         return _trim_whitespace(text, span)
     if not claimed:
         return SpanCheck(None, "empty span")
-    if not reasoning and prof.first_astral != _NEVER:
-        s16, e16 = _u16_to_cp(prof, start), _u16_to_cp(prof, end)
-        if s16 is not None and e16 is not None and text[s16:e16] == claimed:
-            candidates = {(s16, e16): _CONVERTED[UTF16]}
-            return _repair(text, span, candidates)
+    if not reasoning:
+        prof = _profile(text)
+        if prof.first_astral != _NEVER:
+            s16, e16 = _u16_to_cp(prof, start), _u16_to_cp(prof, end)
+            if s16 is not None and e16 is not None and text[s16:e16] == claimed:
+                return _repair(text, span, {(s16, e16): _CONVERTED[UTF16]})
     return _repair(text, span, {})
 
 
@@ -463,7 +472,24 @@ def _check_units(
 ) -> SpanCheck:
     """A span whose offsets read differently in different units (an astral / non-ASCII character before it)."""
     claimed = span.text
-    options, considered = _readings(prof, span.start, span.end, utf8)
+    start, end = span.start, span.end
+    if claimed and not utf8:
+        # the common case, inlined: code points or UTF-16, and the text matches exactly one of them
+        cp_ok = 0 <= start < end <= len(text) and text[start:end] == claimed
+        # _u16_to_cp inlined for both ends (this runs per span after an emoji)
+        b = prof.astral16
+        k = bisect_left(b, start) if start > prof.first_astral else 0
+        s16: int | None = None if k and b[k - 1] + 1 == start else start - k
+        k = bisect_left(b, end)
+        e16: int | None = None if k and b[k - 1] + 1 == end else end - k
+        u16_ok = s16 is not None and e16 is not None and 0 <= s16 < e16 <= len(text) and text[s16:e16] == claimed
+        if cp_ok and not u16_ok:
+            units.observe(CODEPOINT)
+            return _trim_whitespace(text, span)
+        if u16_ok and not cp_ok and s16 is not None and e16 is not None:
+            units.observe(UTF16)
+            return _trim_whitespace(text, replace(span, start=s16, end=e16), (_CONVERTED[UTF16],))
+    options, considered = _readings(prof, start, end, utf8)
     if claimed is not None:
         if not claimed:
             return SpanCheck(None, "empty span")
@@ -533,4 +559,8 @@ def _trim_whitespace(text: str, span: Span, repairs: tuple[str, ...] = ()) -> Sp
         return SpanCheck(trimmed, repairs[0], repairs)
     if span.text is not None and span.text != text[start:end]:
         span = replace(span, text=text[start:end])
-    return SpanCheck(span, repairs[0] if repairs else None, repairs)
+    # tuple.__new__ skips the NamedTuple's Python-level __new__: this line runs once per span
+    return _new_check(SpanCheck, (span, repairs[0] if repairs else None, repairs))
+
+
+_new_check = tuple.__new__
