@@ -351,7 +351,6 @@ class ArgillaAdapter(Adapter):
                 self._request(
                     "POST",
                     "/datasets",
-                    retry=False,
                     json={"name": self.dataset_name, "workspace_id": workspace_id, "allow_extra_metadata": True,
                           "guidelines": f"Created by annobridge for a {schema.task.value} task."},
                 ),
