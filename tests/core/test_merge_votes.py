@@ -7,12 +7,15 @@ other annotators' answers are added where a conflict needs them.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annobridge.adapters.jsonl import write_records
 from annobridge.adapters.prodigy.tasks import parse_task
@@ -197,3 +200,47 @@ def test_export_reports_ties_but_not_as_data_errors(tmp_path: Path) -> None:
     assert report.data_errors == 0 and report.records_exported == 1
     latest = export(f"jsonl:{path}", tmp_path / "out2", task="ner", policy="latest", split="1,0,0")
     assert latest.records_skipped == {TIE_TIMESTAMPS: 1} and latest.data_errors == 0
+
+
+# -- property: every policy sees exactly one vote per annotator ---------------------------------
+
+VERSIONS = [[], [Span(0, 5, "PERSON")], [Span(15, 19, "GPE")]]
+
+
+@st.composite
+def answer_lists(draw: st.DrawFn) -> list[tuple[str, int, int]]:
+    """(annotator, version index, hour) per answer, in list order; hours repeat on purpose."""
+    return draw(
+        st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 2), st.integers(0, 3)), min_size=1, max_size=9)
+    )
+
+
+def _reference(answers: list[tuple[str, int, int]], policy: str) -> int | str:
+    """What the policy must decide, computed the slow, obvious way from each annotator's latest answer."""
+    last: dict[str, tuple[int, int]] = {}
+    for who, version, hour in answers:
+        if who not in last or hour >= last[who][1]:
+            last[who] = (version, hour)
+    votes = list(last.values())
+    if len({v for v, _ in votes}) == 1:
+        return votes[0][0]
+    if policy == "majority":
+        counts = Counter(v for v, _ in votes).most_common()
+        return TIE_MAJORITY if len(counts) > 1 and counts[0][1] == counts[1][1] else counts[0][0]
+    newest = max(h for _, h in votes)
+    top = {v for v, h in votes if h == newest}
+    return TIE_TIMESTAMPS if len(top) > 1 else top.pop()
+
+
+@settings(max_examples=400, deadline=None)
+@given(answer_lists(), st.sampled_from(["majority", "latest"]))
+def test_policies_count_each_annotators_latest_answer_once(answers: list[tuple[str, int, int]], policy: str) -> None:
+    doc = Document.create("Maria moved to Oslo.", id="p")
+    anns = [Annotation(who, spans=list(VERSIONS[v]), created_at=at(3600 * hour)) for who, v, hour in answers]
+    result = merge_record(Record(doc, anns), policy)
+    expected = _reference(answers, policy)
+    if isinstance(expected, str):
+        assert isinstance(result, MergeSkip) and result.reason == expected
+    else:
+        assert isinstance(result, Merged) and result.spans == VERSIONS[expected]
+        assert result.superseded == (len(answers) - len({who for who, _, _ in answers}) if len(answers) > 1 else 0)
