@@ -68,7 +68,7 @@ class SpanEvent(NamedTuple):
     why: str
     #: the record's id (``Record.id``)
     doc_id: str
-    #: the span as the source gave it
+    #: the span as the source gave it (for "overlaps a longer entity": as aligned to the tokens)
     start: int
     end: int
     label: str
