@@ -67,11 +67,12 @@ class DocBinAdapter(Adapter):
         for file in self._files():
             label = file.relative_to(self.path).as_posix() if self.path.is_dir() else file.name
             try:
-                docs = list(DocBin().from_disk(file).get_docs(vocab))
+                docbin = DocBin().from_disk(file)
             except Exception as exc:  # zlib, msgpack and spaCy each raise their own: all mean "not a DocBin"
                 self.skip(label, f"not a readable spaCy DocBin ({type(exc).__name__})")
                 continue
-            for index, doc in enumerate(docs):
+            # one Doc at a time: the DocBin holds compact arrays, a list of Docs would be many times that
+            for index, doc in enumerate(docbin.get_docs(vocab)):
                 yield filter_answers(self._record(doc, f"{label}:{index}"), answers)
 
     def _record(self, doc: Any, where: str) -> Record:
