@@ -172,3 +172,17 @@ def test_json_arrays_and_jsonl_under_a_json_name(tmp_path: Path) -> None:
     broken.write_bytes(b'[{"text": "a"}, \xff]')
     with pytest.raises(ValueError, match="not valid UTF-8"):
         list(read_json_items(broken))
+
+
+def test_the_active_learning_loader_reads_gzip_records_past_a_bad_line(tmp_path: Path) -> None:
+    from annobridge.al.simulate import load_records
+
+    good, _ = _pull(f"prodigy:{FASHION}")
+    plain = tmp_path / "records.jsonl"
+    write_records(plain, good[:30])
+    lines = plain.read_bytes().split(b"\n")
+    lines[11] = _corrupt_text(lines[11])
+    packed = tmp_path / "records.jsonl.gz"
+    packed.write_bytes(gzip.compress(b"\n".join(lines)))
+    loaded = load_records(packed)
+    assert [r.id for r in loaded] == [r.id for i, r in enumerate(good[:30]) if i != 11]
