@@ -299,6 +299,13 @@ def _print_report(report: Any, *, written: bool = True) -> None:
         c.print(_counter_table("Spans dropped", report.spans_dropped, "reason"))
     if report.conflicts:
         c.print(_counter_table("Annotator conflicts", report.conflicts, "resolution"))
+    if report.offset_units_decided:
+        c.print(_counter_table("Offset units of spans without decisive text", report.offset_units_decided, "decided"))
+    if report.answers_superseded:
+        c.print(
+            f"{report.answers_superseded} earlier answers were superseded by the same annotator's later one "
+            "(one vote per annotator)"
+        )
     examples = {**report.examples, **report.span_examples}
     for reason, where in list(examples.items())[:8]:
         c.print(f"  e.g. {escape(reason)}: {escape(', '.join(where))}", soft_wrap=True)

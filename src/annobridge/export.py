@@ -59,6 +59,12 @@ class ExportReport:
     span_examples: dict[str, list[str]] = field(default_factory=dict)
     #: things that are not errors but that a user should look at (an empty split, one group)
     warnings: list[str] = field(default_factory=list)
+    #: earlier answers replaced by the same annotator's later one (one vote per annotator)
+    answers_superseded: int = 0
+    #: spans whose text proved the source's offset units, per unit ("codepoint", "utf16", "utf8")
+    offset_units_proved: Counter[str] = field(default_factory=Counter)
+    #: spans without decisive text, by how their unit was decided ("utf16 by source", "ambiguous", ...)
+    offset_units_decided: Counter[str] = field(default_factory=Counter)
 
     @property
     def data_errors(self) -> int:
@@ -101,6 +107,11 @@ class ExportReport:
             "files": self.files,
             "skipped_examples": self.examples,
             "span_examples": self.span_examples,
+            "answers_superseded": self.answers_superseded,
+            "offset_units": {
+                "proved": dict(self.offset_units_proved.most_common()),
+                "decided": dict(self.offset_units_decided.most_common()),
+            },
             "warnings": self.warnings,
             "config": self.config,
         }
@@ -281,9 +292,9 @@ def export(
                     continue
                 if result.conflict:
                     report.conflicts[result.conflict] += 1
-                for note in result.span_notes:
-                    kind, _, why = note.partition(": ")
-                    report._span_note(kind, why, record.id)
+                for event in result.span_events:
+                    report._span_note(event.kind, event.why, event.doc_id or record.id)
+                report.answers_superseded += result.superseded
                 if result.merged is not None:
                     spans_seen += len(result.merged.spans) + len(result.merged.incorrect_spans)
                 if result.doc is None:
@@ -323,6 +334,9 @@ def export(
             report._example(reason, where)
         for doc_id, kind, why in adapter.span_notes:
             report._span_note(kind, why, doc_id)
+        report.offset_units_proved.update(converter.units.proofs)
+        for (unit, basis), n in converter.units.decisions.items():
+            report.offset_units_decided[f"{unit} by {basis}" if unit else basis] += n
         for name in list(writers):
             report.files[name] = writers.pop(name).close()
         for split_labels in report.labels_per_split.values():
