@@ -72,7 +72,7 @@ def server(toyrest: ModuleType) -> Iterator[Any]:
 def token_env(monkeypatch: pytest.MonkeyPatch, server: Any) -> Any:
     """The token as a user gives it; the server is reset to behave."""
     monkeypatch.setenv("TOYREST_TOKEN", TOKEN)
-    server.fail_first, server.echo_headers, server.retry_after = 0, False, "1"
+    server.fail_first, server.fail_method, server.echo_headers, server.retry_after = 0, None, False, "1"
     return server
 
 
@@ -141,7 +141,8 @@ def test_the_ui_really_writes_utf16(server: Any) -> None:
         annotate_in_ui(server)(adapter, "u16", "alice", [span], {})
         (record,) = adapter.pull()
     (got,) = record.annotations[0].spans
-    assert (got.start, got.end) == (span.start + 2, span.end + 2) and got.text == "Norway"
+    # 😀 and the two regional indicators of 🇳🇴 are astral: two UTF-16 units each
+    assert (got.start, got.end) == (span.start + 3, span.end + 3) and got.text == "Norway"
     assert record.annotations[0].meta["offset_units"] == "utf16"
 
 
@@ -163,7 +164,7 @@ def test_token_echoed_by_the_server_never_leaks(server: Any, caplog: pytest.LogC
         server.retry_after = "0"
         server.fail_first = 2
         assert [r.id for r in adapter.pull()] == ["a"]
-        server.fail_first = 1
+        server.fail_first, server.fail_method = 1, "POST"
         with pytest.raises(AmbiguousWrite) as ambiguous:
             adapter.import_documents([Document.create("later", id="b")])
         seen.append(str(ambiguous.value))

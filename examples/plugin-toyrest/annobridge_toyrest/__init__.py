@@ -43,10 +43,10 @@ class ToyRestAdapter(Adapter):
     def close(self) -> None:
         self.client.close()
 
-    def _tasks(self, updated_after: str | None = None) -> Iterator[dict[str, Any]]:
-        params = {"updated_after": updated_after} if updated_after else None
-        return self.client.iter_items(self.client.pages_numbered(
-            f"{self.path}/tasks", page_size=self.page_size, params=params, items="tasks", size_param="limit"))
+    def _tasks(self, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        # end_status=(): ToyREST ends with a short page, so a 404 means "no such project", not "past the end"
+        return self.client.iter_items(self.client.pages_numbered(f"{self.path}/tasks", page_size=self.page_size,
+                                      params=params, items="tasks", size_param="limit", end_status=()))
 
     def _task_ids(self) -> dict[str, int]:
         return {str(t["external_id"]): t["id"] for t in self._tasks() if t.get("external_id") is not None}
@@ -60,7 +60,7 @@ class ToyRestAdapter(Adapter):
         if after is not None and after.tzinfo is None:
             raise UsageError("toyrest: since needs a timezone-aware time (ToyREST stores UTC)")
         newest = after
-        for task in self._tasks(after.isoformat() if after else None):
+        for task in self._tasks({"updated_after": after.isoformat()} if after else None):
             newest = max(stamp for stamp in (newest, as_datetime(task["updated_at"])) if stamp is not None)
             if not task.get("text"):
                 self.skip(f"ToyREST task {task.get('id')}", "task without text")

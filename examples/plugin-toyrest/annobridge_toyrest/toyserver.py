@@ -15,8 +15,9 @@ Standard library only (``http.server`` in a thread). It behaves like a small web
 * ``POST /api/tasks/<id>/predictions`` attaches a model's pre-annotation.
 
 Misbehaving on request, so the client's retries and redaction meet a real server: ``fail_first = N``
-answers the next N requests with 503 and ``Retry-After``; ``echo_headers = True`` puts the request's
-headers (the token included) into every error body, as careless servers do.
+answers the next N requests (of ``fail_method``, if set) with 503 and ``Retry-After``;
+``echo_headers = True`` puts the request's headers (the token included) into every error body, as careless
+servers do.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class ToyServer:
         self.projects: dict[int, dict[str, Any]] = {}
         self.tasks: dict[int, dict[str, Any]] = {}
         self.fail_first = 0
+        #: fail only requests of this method ("POST": writes), or every request when None
+        self.fail_method: str | None = None
         self.retry_after = "1"
         self.echo_headers = False
         #: every request as (method, path), for tests that count calls
@@ -209,7 +212,7 @@ def _handler(server: ToyServer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             server.requests.append((method, parts.path))
             with server._lock:
-                failing = server.fail_first > 0
+                failing = server.fail_first > 0 and server.fail_method in (None, method)
                 server.fail_first -= failing
             if failing:
                 return self._send(503, {"error": "warming up"}, {"Retry-After": server.retry_after})
