@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import spacy
@@ -27,13 +27,13 @@ from spacy.tokens import DocBin
 pytest.importorskip("httpx")  # the kit's HTTP layer (annobridge.http), which the plugin depends on
 pytest.importorskip("tenacity")
 
-from annobridge.adapter import Adapter  # noqa: E402
-from annobridge.errors import AdapterError, UsageError  # noqa: E402
-from annobridge.export import export  # noqa: E402
-from annobridge.http import AmbiguousWrite  # noqa: E402
-from annobridge.model import Document, Span  # noqa: E402
-from annobridge.plugins import open_adapter  # noqa: E402
-from annobridge.testing import UNICODE_TEXTS, AdapterContract, ContractBackend, entity  # noqa: E402
+from annobridge.adapter import Adapter
+from annobridge.errors import AdapterError, UsageError
+from annobridge.export import export
+from annobridge.http import AmbiguousWrite
+from annobridge.model import Document, Span
+from annobridge.plugins import open_adapter
+from annobridge.testing import UNICODE_TEXTS, AdapterContract, ContractBackend, entity
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plugin-toyrest"
 #: made up per test run, so a leak is this exact string and nothing else
@@ -168,7 +168,7 @@ def test_token_echoed_by_the_server_never_leaks(server: Any, caplog: pytest.LogC
         with pytest.raises(AmbiguousWrite) as ambiguous:
             adapter.import_documents([Document.create("later", id="b")])
         seen.append(str(ambiguous.value))
-        seen += [repr(adapter), repr(adapter.client), repr(adapter.client.auth), str(adapter.url),
+        seen += [repr(adapter), repr(cast(Any, adapter).client), repr(cast(Any, adapter).client.auth), str(adapter.url),
                  repr(adapter.config.secret("token", env="TOYREST_TOKEN"))]
     # a wrong token: the 401 echoes the wrong one, which the client registered as a secret too
     wrong = "wrong-" + secrets.token_hex(8)
@@ -184,7 +184,7 @@ def test_token_echoed_by_the_server_never_leaks(server: Any, caplog: pytest.LogC
     assert any("***" in text for text in seen)
     for text in seen:
         assert TOKEN not in text and wrong not in text, text
-    assert adapter.client.retries == 2
+    assert cast(Any, adapter).client.retries == 2
 
 
 def test_503_then_ok_is_retried_after_retry_after(server: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -197,7 +197,7 @@ def test_503_then_ok_is_retried_after_retry_after(server: Any, caplog: pytest.Lo
             ids = sorted(r.id for r in adapter.pull())
         elapsed = time.monotonic() - started
         assert ids == sorted(d.id for d in _docs())
-        assert adapter.client.retries == 2
+        assert cast(Any, adapter).client.retries == 2
     lines = [r.getMessage() for r in caplog.records if r.name == "annobridge.http"]
     assert len(lines) == 2 and all("(HTTP 503)" in line and "retrying GET" in line for line in lines), lines
     assert elapsed >= 1.8, elapsed  # Retry-After: 1, twice, was honoured
