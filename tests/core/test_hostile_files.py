@@ -25,13 +25,17 @@ from annobridge.jsonio import BOM, BadLine, decode_line, is_blank
 from annobridge.plugins import open_adapter
 
 FASHION = Path(__file__).resolve().parents[1] / "data" / "prodigy" / "fashion_brands_training_head.jsonl"
-PRODIGY_LINES = FASHION.read_bytes().splitlines()[:12]
+_ALL = FASHION.read_bytes().splitlines()
+# ten lines with entities and two without: at most six damage steps always leave lines with spans, so
+# the export never rightly refuses ("none of the records has a span") and its report can be checked
+PRODIGY_LINES = [ln for ln in _ALL if b'"label"' in ln][:10] + [ln for ln in _ALL if b'"label"' not in ln][:2]
 NLP = spacy.blank("en")
 
 
 def _record_lines() -> list[bytes]:
     with open_adapter(f"prodigy:{FASHION}") as adapter:
-        records = list(adapter.pull())[:12]
+        by_id = {r.id: r for r in adapter.pull()}
+    records = [by_id[str(json.loads(line)["_input_hash"])] for line in PRODIGY_LINES]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "r.jsonl"
         write_records(path, records)

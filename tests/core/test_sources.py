@@ -256,3 +256,18 @@ def test_docbin_span_groups_cats_and_ids(tmp_path: Path) -> None:
     with open_adapter(f"spacy:{broken}") as adapter:
         assert list(adapter.pull()) == []
         assert adapter.skipped and adapter.skipped[0][0] == "broken.spacy"
+
+
+def test_a_bare_json_array_of_records_is_read_as_records(tmp_path: Path) -> None:
+    with open_adapter(f"prodigy:{FASHION}") as adapter:
+        records = list(adapter.pull())[:7]
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([r.to_dict() for r in records], ensure_ascii=False), encoding="utf-8")
+    url = AdapterURL.parse(str(path))
+    assert url.scheme == "jsonl"
+    with open_adapter(url) as adapter:
+        assert [r.to_dict() for r in adapter.pull()] == [r.to_dict() for r in records]
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"id": "a", "text": "x"}, {oops]', encoding="utf-8")
+    with open_adapter(f"jsonl:{broken}") as adapter, pytest.raises(UsageError, match="invalid JSON"):
+        list(adapter.pull())

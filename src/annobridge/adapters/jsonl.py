@@ -11,8 +11,9 @@ from typing import Any
 from ..adapter import Adapter, AdapterURL, Capabilities, ImportResult, as_datetime, filter_answers
 from ..atomic import atomic_open
 from ..config import AdapterConfig
+from ..errors import UsageError
 from ..hookspecs import hookimpl
-from ..jsonio import LONE_SURROGATE, BadLine, decode_line, has_lone_surrogate, open_binary, read_json_lines
+from ..jsonio import LONE_SURROGATE, BadLine, decode_line, has_lone_surrogate, open_binary, read_items, read_json_lines
 from ..model import Answer, Document, LabelSchema, Prediction, Record
 
 
@@ -110,12 +111,19 @@ class JsonlAdapter(Adapter):
         with self.path.open("rb") as fh:
             return sum(1 for line in fh if line.strip())
 
+    def _items(self) -> Iterator[tuple[str, Any]]:
+        """JSON Lines; a ``.json`` file holding an array of records is read too (it is parsed whole)."""
+        try:
+            yield from read_items(self.path)
+        except ValueError as exc:  # only a whole-file .json that does not parse: nothing in it is readable
+            raise UsageError(str(exc)) from None
+
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
         if not self.path.exists():
             raise FileNotFoundError(f"No such file: {self.path}")
         since_dt: datetime | None = as_datetime(since)
         latest = since_dt
-        for where, data in read_json_lines(self.path):
+        for where, data in self._items():
             if isinstance(data, BadLine):
                 self.skip(where, data.reason)
                 continue
