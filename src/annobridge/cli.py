@@ -337,7 +337,12 @@ def _print_report(report: Any, *, written: bool = True) -> None:
 
 @app.command("import")
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="Corpus: .jsonl, .json, .csv, .tsv, .txt (one text a line) or .spacy.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Corpus: .jsonl(.gz), .json, .csv, .tsv, .txt (one text a line), .conll/.iob/.bio or .spacy.",
+        ),
+    ],
     dest: Annotated[str, typer.Argument(help="Where to import, e.g. labelstudio://127.0.0.1:8080/projects/3.")],
     task: Annotated[
         TaskKind | None, typer.Option("--task", "-t", help="Create/check the project for this task.")
