@@ -71,3 +71,13 @@ def test_unreachable_server_through_the_cli(tmp_path: Path) -> None:
     assert f"cannot reach 127.0.0.1:{port} (connection refused): is the server running?" in proc.stderr
     assert "q" * 30 not in proc.stdout + proc.stderr
     assert time.monotonic() - began < 30  # interpreter start included; the HTTP part gives up within 10 s
+
+
+def test_a_malformed_span_is_a_dropped_span_not_a_skipped_record() -> None:
+    adapter = _open("argilla://127.0.0.1:6900/t/d", env={"ARGILLA_API_KEY": "k" * 20})
+    text = "Zara opened in Paris"
+    spans, notes = adapter._spans(text, [{"start": 0, "end": 4, "label": "BRAND"}, {"start": None, "label": "X"}],
+                                  "d/doc-1/ann", "doc-1")
+    assert [(s.key, s.text) for s in spans] == [((0, 4, "BRAND"), "Zara")] and notes == []
+    assert adapter.span_notes == [("doc-1", "dropped", "span without usable offsets")]
+    assert adapter.skipped == []

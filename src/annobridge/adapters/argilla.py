@@ -753,13 +753,13 @@ class ArgillaAdapter(Adapter):
             # discarded and draft answers may carry no value; a submitted span answer without one marks nothing
             return ann
         if ds.question_type == "span":
-            ann.spans, notes = self._spans(text, value, f"{where}/{annotator}")
+            ann.spans, notes = self._spans(text, value, f"{where}/{annotator}", where.split("/", 1)[-1])
             if notes:
                 ann.meta["offset_repairs"] = [note for _why, note in notes]
                 self.repairs.extend((f"{where}/{annotator}", note) for _why, note in notes)
                 for why, _note in notes:
                     if why == "utf16 offsets converted":  # the rest is left to the exporter's verifier to drop
-                        self.note_span(where.split("/", 1)[-1], "adjusted", why)
+                        self.note_span(where.split("/", 1)[-1], "adjusted", why)  # where = DATASET/DOC_ID
         else:
             if isinstance(value, str):
                 chosen = [value]
@@ -771,8 +771,12 @@ class ArgillaAdapter(Adapter):
             ann.categories = {label: 1.0 if label in chosen else 0.0 for label in dict.fromkeys([*ds.labels, *chosen])}
         return ann
 
-    def _spans(self, text: str, value: Any, where: str) -> tuple[list[Span], list[tuple[str, str]]]:
-        """Spans with their covered text as claim, UTF-16 offsets converted, and the notes of what changed."""
+    def _spans(self, text: str, value: Any, where: str, doc_id: str = ""
+               ) -> tuple[list[Span], list[tuple[str, str]]]:
+        """Spans with their covered text as claim, UTF-16 offsets converted, and the notes of what changed.
+
+        A span without usable offsets is left out as a dropped span (the record and its other spans stay).
+        """
         if not isinstance(value, list):
             raise _Malformed(f"{where}: span answer is not a list ({type(value).__name__})")
         spans: list[Span] = []
@@ -781,7 +785,8 @@ class ArgillaAdapter(Adapter):
             try:
                 span = Span(int(raw["start"]), int(raw["end"]), str(raw["label"]))
             except (KeyError, TypeError, ValueError):
-                raise _Malformed(f"{where}: malformed span {raw!r}") from None
+                self.note_span(doc_id or where, "dropped", "span without usable offsets")
+                continue
             if isinstance(raw, Mapping) and raw.get("score") is not None:
                 span.score = float(raw["score"])
             fixed, note = verify_offsets(text, span)
