@@ -257,20 +257,6 @@ class ProdigyAdapter(Adapter):
             if isinstance(data.get("_task_hash"), int):
                 tasks.add(data["_task_hash"])
         return inputs, tasks
-        with self.path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if not isinstance(data, dict):
-                    continue
-                ih = data.get("_input_hash")
-                if isinstance(ih, int) and not isinstance(ih, bool):
-                    inputs[ih] = inputs.get(ih, False) or "answer" not in data
-                if isinstance(data.get("_task_hash"), int):
-                    tasks.add(data["_task_hash"])
-        return inputs, tasks
 
     def _check_writable(self) -> None:
         if self.kind == "jsonl" and self.path is not None and self.path.name.endswith((".gz", ".json")):
