@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section  # noqa: E402
 
 from annobridge.adapter import AdapterURL  # noqa: E402
-from annobridge.adapters.argilla import ArgillaAdapter  # noqa: E402
 from annobridge.config import AdapterConfig  # noqa: E402
 from annobridge.model import Document, LabelSchema, Prediction, Span, TaskKind  # noqa: E402
+from annobridge_argilla import ArgillaAdapter  # noqa: E402
 
 LABELS = ["FASHION_BRAND"]
 

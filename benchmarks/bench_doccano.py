@@ -1,6 +1,6 @@
 """Doccano: import 10k examples with pre-annotations and pull them back, against the naive REST way.
 
-Runs a real doccano 1.8.4 server (tests/doccano/server.py; Celery worker, SQLite) on a loopback port and
+Runs a real doccano 1.8.4 server (adapters/doccano/tests/server.py; Celery worker, SQLite) on a loopback port and
 measures, in the same run:
 
 * annobridge: ``import_documents`` (validation + file upload + import task + idempotency check) and a
@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 
 from annobridge.adapter import AdapterURL
-from annobridge.adapters.doccano import DoccanoAdapter
 from annobridge.config import AdapterConfig
 from annobridge.model import Document, LabelSchema, Prediction, Span, TaskKind
+from annobridge_doccano import DoccanoAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,7 +38,8 @@ NAIVE_N = 300
 
 
 def load_server_module() -> Any:
-    spec = importlib.util.spec_from_file_location("annobridge_bench_doccano_server", ROOT / "tests/doccano/server.py")
+    server_py = ROOT / "adapters/doccano/tests/server.py"
+    spec = importlib.util.spec_from_file_location("annobridge_bench_doccano_server", server_py)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -1,6 +1,7 @@
 """Label Studio: annobridge push/pull of 10k tasks vs Label Studio's own bulk import and JSON export.
 
-Runs against a real server (tests/labelstudio/server.py starts one on a free 127.0.0.1 port). Measured in one run:
+Runs against a real server (adapters/labelstudio/tests/server.py starts one on a free 127.0.0.1 port).
+Measured in one run:
 
 * push: ``import_documents`` of N documents with one prediction each (annobridge: chunked, idempotency check,
   label validation, project model version) vs ONE raw ``POST /api/projects/{id}/import`` of the same tasks;
@@ -26,9 +27,9 @@ from typing import Any
 import httpx
 
 from annobridge.adapter import AdapterURL
-from annobridge.adapters.labelstudio import LabelStudioAdapter
 from annobridge.config import AdapterConfig
 from annobridge.model import Document, LabelSchema, Prediction, Span, TaskKind
+from annobridge_labelstudio import LabelStudioAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -199,7 +200,7 @@ def main() -> None:
     lines = [
         "## Label Studio",
         "",
-        f"label-studio {srv.LS_VERSION} (SQLite, `runserver`, started by `tests/labelstudio/server.py`), "
+        f"label-studio {srv.LS_VERSION} (SQLite, `runserver`, started by `adapters/labelstudio/tests/server.py`), "
         f"N = {n:,} tasks built from the WNUT-17/CJK test sentences, 1-3 entities each. "
         "`benchmarks/bench_labelstudio.py`.",
         "",

@@ -154,7 +154,7 @@ def ab_export(url: str, out: Path) -> int:
 
 def ab_db_write(path: Path, db: Path) -> int:
     from annobridge import open_adapter
-    from annobridge.adapters.prodigy import ProdigyAdapter
+    from annobridge_prodigy import ProdigyAdapter
 
     tasks = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     with open_adapter(f"prodigy:{db}?dataset=bench") as adapter:
@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from annobridge.adapters.prodigy.hashes import input_hash, task_hash
+    from annobridge_prodigy.hashes import input_hash, task_hash
 
     with tempfile.TemporaryDirectory(prefix="bench-prodigy-") as tmp_name:
         tmp = Path(tmp_name)

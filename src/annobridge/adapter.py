@@ -162,7 +162,7 @@ class Adapter(ABC):
     scheme: ClassVar[str]
     description: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
-    #: optional modules this adapter imports, mapped to the extra that installs them
+    #: optional modules this adapter imports, mapped to the pip requirement that installs them
     requires: ClassVar[dict[str, str]] = {}
     url_example: ClassVar[str] = ""
 
@@ -182,9 +182,9 @@ class Adapter(ABC):
     def check_dependencies(cls) -> None:
         import importlib.util
 
-        for module, extra in cls.requires.items():
+        for module, requirement in cls.requires.items():
             if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError(cls.scheme, module, extra)
+                raise MissingDependencyError(cls.scheme, module, requirement)
 
     # -- operations; adapters override what their capabilities claim -------------
 

@@ -20,13 +20,28 @@ class UnknownAdapterError(UsageError):
 
 
 class MissingDependencyError(UsageError):
-    """An adapter needs an optional extra that is not installed."""
+    """An adapter needs an optional package that is not installed.
 
-    def __init__(self, adapter: str, module: str, extra: str) -> None:
-        self.adapter, self.module, self.extra = adapter, module, extra
+    ``requirement`` is what to install, as pip takes it: ``"annobridge-prodigy[postgres]"``, ``"httpx>=0.27"``.
+    """
+
+    def __init__(self, adapter: str, module: str, requirement: str) -> None:
+        self.adapter, self.module, self.requirement = adapter, module, requirement
         #: the command that fixes it, quoted for the shell (the brackets must survive)
-        self.install_hint = f"pip install 'annobridge[{extra}]'"
+        self.install_hint = f"pip install '{requirement}'"
         super().__init__(f"The {adapter} adapter needs the '{module}' package: {self.install_hint}")
+
+
+class AdapterNotInstalledError(MissingDependencyError):
+    """A URL names a tool whose adapter is a package of its own, and it is not installed."""
+
+    def __init__(self, scheme: str, distribution: str, folder: str) -> None:
+        super().__init__(scheme, distribution.replace("-", "_"), distribution)
+        self.folder = folder
+        self.args = (
+            f"'{scheme}:' needs the {distribution} adapter: {self.install_hint} "
+            f"(from a checkout of annobridge: pip install -e {folder})",
+        )
 
 
 class AdapterError(AnnobridgeError):

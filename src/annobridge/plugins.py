@@ -18,9 +18,28 @@ import pluggy
 from . import hookspecs
 from .adapter import Adapter, AdapterURL
 from .config import AdapterConfig
-from .errors import UnknownAdapterError, UsageError
+from .errors import AdapterNotInstalledError, UnknownAdapterError, UsageError
 
 ENTRY_POINT_GROUP = "annobridge"
+
+
+@dataclass(frozen=True)
+class KnownAdapter:
+    """A scheme whose adapter lives in its own distribution (fsspec's ``known_implementations``)."""
+
+    distribution: str
+    #: the folder of this checkout that holds it, for installing from source
+    folder: str
+
+
+#: Schemes annobridge knows of but does not ship in the core. A URL naming one of them without its
+#: package installed gets the exact line that installs it, instead of "no adapter".
+KNOWN_ADAPTERS: dict[str, KnownAdapter] = {
+    "prodigy": KnownAdapter("annobridge-prodigy", "adapters/prodigy"),
+    "labelstudio": KnownAdapter("annobridge-labelstudio", "adapters/labelstudio"),
+    "doccano": KnownAdapter("annobridge-doccano", "adapters/doccano"),
+    "argilla": KnownAdapter("annobridge-argilla", "adapters/argilla"),
+}
 
 
 @dataclass(frozen=True)
@@ -107,11 +126,15 @@ def adapter_class(scheme: str) -> type[Adapter]:
     try:
         return adapters[scheme].adapter
     except KeyError:
-        known = ", ".join(adapters) or "none"
-        raise UnknownAdapterError(
-            f"No adapter for '{scheme}:' (installed: {known}). 'annobridge adapters' lists them; "
-            "tool adapters come with extras, e.g. pip install 'annobridge[labelstudio]'."
-        ) from None
+        pass
+    known = KNOWN_ADAPTERS.get(scheme)
+    if known is not None:
+        raise AdapterNotInstalledError(scheme, known.distribution, known.folder) from None
+    installed = ", ".join(adapters) or "none"
+    raise UnknownAdapterError(
+        f"No adapter for '{scheme}:' (installed: {installed}). 'annobridge adapters' lists them; "
+        f"the tool adapters are packages of their own: {', '.join(k.distribution for k in KNOWN_ADAPTERS.values())}."
+    ) from None
 
 
 def open_adapter(url: str | AdapterURL, config: AdapterConfig | None = None) -> Adapter:

@@ -1,4 +1,4 @@
-"""One real loop round against a real Label Studio server (tests/labelstudio/server.py).
+"""One real loop round against a real Label Studio server (adapters/labelstudio/tests/server.py).
 
 The tasks pushed must be exactly the least certain documents of the pool, each carrying its
 uncertainty as the prediction score; labels posted as the UI posts them come back and train the model.
@@ -17,11 +17,11 @@ import pytest
 from al_helpers import check_least_certain, gold_docs
 
 from annobridge.adapter import AdapterURL
-from annobridge.adapters.labelstudio import LabelStudioAdapter
 from annobridge.al import Learner
 from annobridge.al.loop import ActiveLearningLoop
 from annobridge.config import AdapterConfig
 from annobridge.model import Record
+from annobridge_labelstudio import LabelStudioAdapter
 
 LABELS = ["ham", "spam"]
 SMALL = {"width": 32, "depth": 1, "epochs": 4, "min_steps": 20}
@@ -31,7 +31,7 @@ def _server_module() -> Any:
     # The same unique module name the Label Studio suite uses, so both share one loaded module.
     name = "labelstudio_server"
     if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "labelstudio" / "server.py"
+        path = Path(__file__).resolve().parents[2] / "adapters" / "labelstudio" / "tests" / "server.py"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

@@ -8,11 +8,11 @@ from pathlib import Path
 import spacy
 
 from annobridge.adapters.jsonl import write_records
-from annobridge.adapters.prodigy.tasks import parse_task
 from annobridge.convert import DUPLICATE_MERGED, DUPLICATE_REPAIRED_MERGED, DocConverter, SpanEvent
 from annobridge.export import export
 from annobridge.model import Annotation, Document, LabelSchema, Record, Span
 from annobridge.offsets import codepoint_to_utf16
+from annobridge_prodigy.tasks import parse_task
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 NLP = spacy.blank("en")

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annobridge.adapters.jsonl import write_records
-from annobridge.adapters.prodigy.tasks import TaskError, parse_task
 from annobridge.export import export
 from annobridge.jsonio import BOM, BadLine, decode_line, is_blank
 from annobridge.plugins import open_adapter
+from annobridge_prodigy.tasks import TaskError, parse_task
 
 FASHION = Path(__file__).resolve().parents[1] / "data" / "prodigy" / "fashion_brands_training_head.jsonl"
 _ALL = FASHION.read_bytes().splitlines()

@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annobridge.adapters.jsonl import write_records
-from annobridge.adapters.prodigy.tasks import parse_task
 from annobridge.convert import DocConverter
 from annobridge.export import export
 from annobridge.merge import (
@@ -31,6 +30,7 @@ from annobridge.merge import (
     merge_record,
 )
 from annobridge.model import Annotation, Answer, Document, LabelSchema, Record, Span
+from annobridge_prodigy.tasks import parse_task
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prodigy"
 NLP = spacy.blank("en")

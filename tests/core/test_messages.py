@@ -35,7 +35,8 @@ def screens(monkeypatch: pytest.MonkeyPatch) -> tuple[io.StringIO, io.StringIO]:
 
 
 MESSAGES = [
-    (MissingDependencyError("labelstudio", "httpx", "labelstudio"), "pip install 'annobridge[labelstudio]'"),
+    (MissingDependencyError("prodigy", "psycopg", "annobridge-prodigy[postgres]"),
+     "pip install 'annobridge-prodigy[postgres]'"),
     (UsageError("no url in the [labelstudio] section of config.toml"), "[labelstudio]"),
     (DataError("out[final]/report.json: invalid JSON"), "out[final]/report.json"),
     (AdapterError("server said: [Errno 111] [bold]refused[/bold]"), "[Errno 111] [bold]refused[/bold]"),

@@ -69,7 +69,7 @@ def test_missing_extra_gives_a_one_line_install_hint() -> None:
 
     class NeedsSdk(Adapter):
         scheme = "needs"
-        requires = {"annobridge_no_such_sdk": "needs"}
+        requires = {"annobridge_no_such_sdk": "annobridge-needs[sdk]"}
 
         def pull(self, *, answers=None, since=None):
             return iter(())
@@ -77,6 +77,6 @@ def test_missing_extra_gives_a_one_line_install_hint() -> None:
     with pytest.raises(MissingDependencyError) as info:
         NeedsSdk.check_dependencies()
     assert str(info.value) == (
-        "The needs adapter needs the 'annobridge_no_such_sdk' package: pip install 'annobridge[needs]'"
+        "The needs adapter needs the 'annobridge_no_such_sdk' package: pip install 'annobridge-needs[sdk]'"
     )
     assert "\n" not in str(info.value)

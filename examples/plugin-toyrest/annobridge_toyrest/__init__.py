@@ -9,10 +9,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 import annobridge
-from annobridge import Adapter, AdapterConfig, AdapterURL, Capabilities, ImportResult, UsageError
-from annobridge.adapter import as_datetime, filter_answers
-from annobridge.model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span
-from annobridge.offsets import codepoint_to_utf16, utf16_to_codepoint
+from annobridge import Adapter, AdapterConfig, AdapterURL, Annotation, Answer, Capabilities, Document, ImportResult
+from annobridge.kit import LabelSchema, Prediction, Record, Span, UsageError, as_datetime, filter_answers
+from annobridge.kit import codepoint_to_utf16 as cp_to_utf16
+from annobridge.kit import utf16_to_codepoint as utf16_to_cp
 
 BATCH = 500  # tasks per bulk POST: one request per batch, small enough for any proxy's body limit
 
@@ -92,7 +92,7 @@ class ToyRestAdapter(Adapter):
                 self.note_span(doc.id, "dropped", "ToyREST result item without start, end and label")
                 continue
             # Predictions are not verified by the core; this adapter wrote them in UTF-16, so it converts back.
-            cp = (utf16_to_codepoint(doc.text, start), utf16_to_codepoint(doc.text, end)) if convert else (start, end)
+            cp = (utf16_to_cp(doc.text, start), utf16_to_cp(doc.text, end)) if convert else (start, end)
             if cp[0] is None or cp[1] is None:
                 self.note_span(doc.id, "dropped", "UTF-16 offset inside a surrogate pair")
                 continue
@@ -102,7 +102,7 @@ class ToyRestAdapter(Adapter):
     @staticmethod
     def _prediction(text: str, pred: Prediction) -> dict[str, Any]:
         return {"model_version": pred.model_version, "score": pred.score, "result": [
-            {"start": codepoint_to_utf16(text, s.start), "end": codepoint_to_utf16(text, s.end), "label": s.label,
+            {"start": cp_to_utf16(text, s.start), "end": cp_to_utf16(text, s.end), "label": s.label,
              "score": s.score, "text": text[s.start : s.end]} for s in pred.spans]}
 
     def import_documents(self, documents: Iterable[Document], *, schema: LabelSchema | None = None,

@@ -1,0 +1,880 @@
+"""``argilla://HOST:PORT/WORKSPACE/DATASET`` - Argilla 2.x datasets over its REST API.
+
+Argilla 2.x has no spaCy helpers any more, its SDK refuses most calls to annotator
+accounts, one bad record rejects a whole bulk request, and span scores must come one per
+span. This adapter talks to the REST API with httpx (the SDK is not needed) and:
+
+* creates a dataset from a :class:`LabelSchema`: a ``TextField`` plus a ``SpanQuestion``
+  (ner/spans, overlapping spans allowed for ``spans``) or a ``LabelQuestion`` /
+  ``MultiLabelQuestion`` (textcat), and metadata properties ``doc_id``, ``source``,
+  ``model_version`` and ``uncertainty``;
+* imports in bulk requests of at most 500 (the server's limit), idempotent by document id
+  (Argilla's ``external_id``); a rejected request is narrowed down to the bad records,
+  which are reported with the server's reason while the rest is imported;
+* sends predictions as suggestions (agent = model version, one score per span) and keeps
+  an uncertainty in metadata, so the dataset can be sorted least-certain-first;
+* pulls every user's response (submitted / draft / discarded) with user name and
+  timestamps, page by page, with a ``since`` cursor on the responses' update time;
+* checks every span against the text and converts UTF-16 offsets (which Argilla's web UI
+  has been reported to produce after emoji) when that is the only reading that fits.
+
+Offsets sent to and read from Argilla are Python code points (verified against 2.8).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from annobridge.kit import (
+    Adapter,
+    AdapterConfig,
+    AdapterError,
+    AdapterURL,
+    Annotation,
+    Answer,
+    Capabilities,
+    Document,
+    ImportResult,
+    LabelSchema,
+    Prediction,
+    Record,
+    SchemaError,
+    Secret,
+    Span,
+    TaskKind,
+    UsageError,
+    as_datetime,
+    check_span,
+    filter_answers,
+    has_astral,
+    hookimpl,
+    utf16_to_codepoint,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from annobridge.http import HttpClient
+
+__all__ = ["ArgillaAdapter"]
+
+#: the server's bulk limit (RECORDS_BULK_UPSERT_MAX_ITEMS in argilla-server 2.x)
+MAX_BULK = 500
+#: the list endpoint's page limit
+MAX_PAGE = 1000
+
+QUESTION_NAMES = {
+    TaskKind.NER: "entities",
+    TaskKind.SPANS: "spans",
+    TaskKind.TEXTCAT: "label",
+    TaskKind.TEXTCAT_MULTILABEL: "labels",
+}
+QUESTION_TYPES = {
+    TaskKind.NER: "span",
+    TaskKind.SPANS: "span",
+    TaskKind.TEXTCAT: "label_selection",
+    TaskKind.TEXTCAT_MULTILABEL: "multi_label_selection",
+}
+#: metadata properties annobridge creates; the rest of a record's metadata is the document's own
+META_DOC_ID, META_SOURCE, META_MODEL, META_UNCERTAINTY = "doc_id", "source", "model_version", "uncertainty"
+RESERVED_META = (META_DOC_ID, META_MODEL, META_UNCERTAINTY)
+
+#: Argilla response status -> annobridge answer. A draft is unfinished work, so it is kept
+#: (status in ``meta``) but marked ``skip`` so merging never trains on it; a discarded record
+#: is one the annotator declined to label, Prodigy's ``ignore``.
+STATUS_TO_ANSWER = {"submitted": Answer.ACCEPT, "discarded": Answer.IGNORE, "draft": Answer.SKIP}
+
+_AGENT_OK = re.compile(r"[^a-zA-Z0-9\-_:./\s]")
+_POSITION = re.compile(r"Record at position (\d+) is not valid")
+
+
+def _utc(value: Any) -> datetime | None:
+    """Argilla returns naive UTC timestamps; make them aware so they compare with anything."""
+    dt = as_datetime(value)
+    if dt is not None and dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+def _agent(model_version: str) -> str:
+    """Argilla restricts suggestion agents to ``[A-Za-z0-9-_:./ ]``; the exact version goes to metadata."""
+    agent = _AGENT_OK.sub("_", model_version).strip()[:200]
+    return agent if re.search(r"[a-zA-Z0-9]", agent) else "model"
+
+
+def server_reason(response: httpx.Response, redact: Callable[[str], str] | None = None) -> str:
+    """The server's own words for a refusal, from any of Argilla's error shapes: redacted, then cut."""
+    from annobridge.http import excerpt
+
+    return excerpt(_server_reason(response), redact, 500)
+
+
+def _server_reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text}"
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, dict):
+        params = detail.get("params")
+        if isinstance(params, dict) and params.get("detail"):
+            return str(params["detail"])
+        return str(detail.get("message") or detail.get("code") or json.dumps(detail))
+    if isinstance(detail, list):  # FastAPI request validation
+        parts = []
+        for item in detail[:5]:
+            if isinstance(item, dict):
+                loc = ".".join(str(x) for x in item.get("loc", ()) if x != "body")
+                parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def _bad_positions(response: httpx.Response, size: int) -> list[int]:
+    """Which items of a rejected bulk request the server named, if it named any."""
+    positions: set[int] = set()
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list):
+        for item in detail:
+            loc: Sequence[Any] = item.get("loc", ()) if isinstance(item, dict) else ()
+            if len(loc) >= 3 and loc[0] == "body" and loc[1] == "items" and isinstance(loc[2], int):
+                positions.add(loc[2])
+    else:
+        match = _POSITION.search(_server_reason(response))
+        if match:
+            positions.add(int(match.group(1)))
+    return sorted(p for p in positions if 0 <= p < size)
+
+
+@dataclass
+class _Dataset:
+    id: str
+    name: str
+    workspace_id: str
+    text_field: str
+    question: str
+    question_id: str
+    question_type: str
+    labels: list[str]
+    allow_overlapping: bool = False
+    question_ids: dict[str, str] = field(default_factory=dict)  # id -> name
+    metadata_names: set[str] = field(default_factory=set)
+
+    @property
+    def task(self) -> TaskKind:
+        if self.question_type == "span":
+            return TaskKind.SPANS if self.allow_overlapping else TaskKind.NER
+        if self.question_type == "multi_label_selection":
+            return TaskKind.TEXTCAT_MULTILABEL
+        return TaskKind.TEXTCAT
+
+
+class _Malformed(Exception):
+    """A record the server returned in a shape this adapter cannot read (skipped with the reason)."""
+
+
+@dataclass
+class _Existing:
+    record_id: str
+    metadata: dict[str, Any]
+
+
+class ArgillaAdapter(Adapter):
+    scheme = "argilla"
+    description = "Argilla 2.x datasets (REST API; owner/admin key for import and full pulls)"
+    url_example = "argilla://127.0.0.1:6900/my-workspace/my-dataset"
+    capabilities = Capabilities(
+        create_project=True,
+        import_documents=True,
+        push_predictions=True,
+        pull=True,
+        pull_since=True,
+        per_annotator=True,
+        prediction_scores=True,
+        overlapping_spans=True,
+    )
+
+    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(url, config)
+        parts = [p for p in url.path.split("/") if p]
+        if len(parts) != 2:
+            raise UsageError(
+                f"{url}: expected argilla://HOST:PORT/WORKSPACE/DATASET, e.g. {self.url_example}"
+            )
+        self.workspace, self.dataset_name = parts
+        # The same https rule whether the server comes from the URL, ARGILLA_API_URL or the config file.
+        self.base_url = self.config.server_url(url, env="ARGILLA_API_URL")
+        self.api_key: Secret | None = self.config.secret("api_key", env="ARGILLA_API_KEY")
+        params = url.params
+        self.field_name: str | None = params.get("field")
+        self.question_name: str | None = params.get("question")
+        self.batch_size = max(1, min(int(params.get("batch_size", MAX_BULK)), MAX_BULK))
+        self.page_size = max(1, min(int(params.get("page_size", 500)), MAX_PAGE))
+        self.timeout = float(params.get("timeout", 120))
+        #: spans whose offsets were repaired on pull, as (where, note)
+        self.repairs: list[tuple[str, str]] = []
+        self._transport = transport
+        self._client: HttpClient | None = None
+        self._dataset: _Dataset | None = None
+        self._users: dict[str, str] | None = None
+
+    # -- HTTP -------------------------------------------------------------------
+
+    @property
+    def client(self) -> HttpClient:
+        if self._client is None:
+            from annobridge.http import HttpClient, StaticTokenAuth
+
+            if not self.api_key:
+                raise UsageError(
+                    "Argilla needs an API key: set ARGILLA_API_KEY or api_key in the [argilla] config section"
+                )
+            self._client = HttpClient(
+                self.base_url,
+                name="Argilla",
+                auth=StaticTokenAuth(self.api_key, header="X-Argilla-Api-Key", prefix=""),
+                allow_http=self.url.transport == "http",
+                timeout=self.timeout,
+                api_prefix="/api/v1",
+                # A 500 from a bulk can be a server bug one record triggers: narrowed down, not retried.
+                retry_status={429, 502, 503, 504},
+                transport=self._transport,
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call with the HTTP layer's rules (retries only where safe); the status is the caller's to read."""
+        return self.client.send(method, path, **kwargs)
+
+    def _ok(self, response: httpx.Response, what: str) -> Any:
+        if response.status_code < 400:
+            return response.json() if response.content else None
+        reason = server_reason(response, self.client.redact)
+        if response.status_code == 401:
+            raise AdapterError(f"Argilla rejected the API key while {what} (401): set ARGILLA_API_KEY")
+        if response.status_code == 403:
+            raise AdapterError(
+                f"Argilla refused {what} (403: {reason}); this needs an owner or admin API key"
+            )
+        raise AdapterError(f"Argilla failed {what} (HTTP {response.status_code}: {reason})")
+
+    def _get(self, path: str, what: str, **params: Any) -> Any:
+        return self._ok(self._request("GET", path, params=params or None), what)
+
+    # -- dataset ------------------------------------------------------------------
+
+    def _find_workspace(self, create: bool) -> str:
+        items = self._get("/me/workspaces", "listing workspaces")["items"]
+        for ws in items:
+            if ws["name"] == self.workspace:
+                return str(ws["id"])
+        if not create:
+            raise UsageError(f"Argilla has no workspace {self.workspace!r} visible to this API key")
+        created = self._ok(
+            self._request("POST", "/workspaces", json={"name": self.workspace}),
+            f"creating workspace {self.workspace!r}",
+        )
+        return str(created["id"])
+
+    def _find_dataset_raw(self, workspace_id: str) -> dict[str, Any] | None:
+        for ds in self._get("/me/datasets", "listing datasets")["items"]:
+            if ds["name"] == self.dataset_name and str(ds["workspace_id"]) == workspace_id:
+                return dict(ds)
+        return None
+
+    def _load(self, raw: Mapping[str, Any], schema: LabelSchema | None = None) -> _Dataset:
+        ds_id = str(raw["id"])
+        fields = self._get(f"/datasets/{ds_id}/fields", "reading fields")["items"]
+        questions = self._get(f"/datasets/{ds_id}/questions", "reading questions")["items"]
+        metadata = self._get(f"/me/datasets/{ds_id}/metadata-properties", "reading metadata properties")["items"]
+        wanted_name = self.question_name or (QUESTION_NAMES[schema.task] if schema else None)
+        wanted_types = (
+            {QUESTION_TYPES[schema.task]} if schema else {"span", "label_selection", "multi_label_selection"}
+        )
+        candidates = [q for q in questions if q["settings"]["type"] in wanted_types]
+        chosen = [q for q in candidates if q["name"] == wanted_name] if wanted_name else candidates
+        if not chosen and wanted_name and len(candidates) == 1 and not self.question_name:
+            chosen = candidates
+        if len(chosen) != 1:
+            names = ", ".join(f"{q['name']} ({q['settings']['type']})" for q in questions) or "none"
+            raise SchemaError(
+                f"Argilla dataset {self.dataset_name!r}: cannot tell which question to use (questions: {names}); "
+                "name one with ?question=NAME"
+            )
+        question = chosen[0]
+        settings = question["settings"]
+        text_fields = [f["name"] for f in fields if f["settings"]["type"] == "text"]
+        field_name = self.field_name or settings.get("field")
+        if field_name is None:
+            field_name = "text" if "text" in text_fields else (text_fields[0] if len(text_fields) == 1 else None)
+        if field_name is None or field_name not in text_fields:
+            raise SchemaError(
+                f"Argilla dataset {self.dataset_name!r}: no text field {field_name!r} "
+                f"(text fields: {', '.join(text_fields) or 'none'}); name one with ?field=NAME"
+            )
+        return _Dataset(
+            id=ds_id,
+            name=str(raw["name"]),
+            workspace_id=str(raw["workspace_id"]),
+            text_field=field_name,
+            question=str(question["name"]),
+            question_id=str(question["id"]),
+            question_type=str(settings["type"]),
+            labels=[str(o["value"]) for o in settings.get("options", ())],
+            allow_overlapping=bool(settings.get("allow_overlapping", False)),
+            question_ids={str(q["id"]): str(q["name"]) for q in questions},
+            metadata_names={str(m["name"]) for m in metadata},
+        )
+
+    def dataset(self, schema: LabelSchema | None = None) -> _Dataset:
+        """The dataset this URL names (must exist)."""
+        if self._dataset is None:
+            raw = self._find_dataset_raw(self._find_workspace(create=False))
+            if raw is None:
+                raise UsageError(
+                    f"Argilla has no dataset {self.dataset_name!r} in workspace {self.workspace!r}; "
+                    "create it by importing with a task and labels"
+                )
+            if raw.get("status") != "ready":
+                raise UsageError(f"Argilla dataset {self.dataset_name!r} is not published (status {raw.get('status')})")
+            self._dataset = self._load(raw, schema)
+        return self._dataset
+
+    def ensure_project(self, schema: LabelSchema) -> str:
+        """Create (or check) the dataset for ``schema``; returns its id."""
+        workspace_id = self._find_workspace(create=True)
+        raw = self._find_dataset_raw(workspace_id)
+        if raw is None:
+            raw = self._ok(
+                self._request(
+                    "POST",
+                    "/datasets",
+                    json={"name": self.dataset_name, "workspace_id": workspace_id, "allow_extra_metadata": True,
+                          "guidelines": f"Created by annobridge for a {schema.task.value} task."},
+                ),
+                f"creating dataset {self.dataset_name!r}",
+            )
+        assert raw is not None
+        if raw.get("status") != "ready":
+            self._configure_draft(str(raw["id"]), schema)
+            raw = self._ok(self._request("PUT", f"/datasets/{raw['id']}/publish"), "publishing the dataset")
+        assert raw is not None
+        dataset = self._load(raw, schema)
+        if dataset.question_type != QUESTION_TYPES[schema.task]:
+            raise SchemaError(
+                f"Argilla dataset {self.dataset_name!r} asks a {dataset.question_type} question, "
+                f"not one for {schema.task.value}"
+            )
+        missing = [label for label in schema.labels if label not in dataset.labels]
+        if missing:
+            raise SchemaError(
+                f"Argilla dataset {self.dataset_name!r} lacks the labels {missing}; question "
+                f"{dataset.question!r} offers {dataset.labels}"
+            )
+        if schema.allows_overlap and not dataset.allow_overlapping:
+            raise SchemaError(f"Argilla dataset {self.dataset_name!r} does not allow overlapping spans")
+        self._dataset = dataset
+        return dataset.id
+
+    def _configure_draft(self, ds_id: str, schema: LabelSchema) -> None:
+        """Add what a draft dataset lacks (a run may have stopped half-way), so publishing can go ahead."""
+        labels = list(dict.fromkeys(schema.labels))
+        if not labels:
+            raise SchemaError("Creating an Argilla dataset needs labels: give the schema its labels")
+        if schema.task in (TaskKind.TEXTCAT, TaskKind.TEXTCAT_MULTILABEL) and len(labels) < 2:
+            raise SchemaError(
+                "Argilla label questions need at least two labels; for a binary category add its opposite, "
+                f"e.g. --labels {labels[0]},NOT_{labels[0]}"
+            )
+        field_name = self.field_name or "text"
+        have_fields = {f["name"] for f in self._get(f"/datasets/{ds_id}/fields", "reading fields")["items"]}
+        if field_name not in have_fields:
+            self._ok(
+                self._request(
+                    "POST", f"/datasets/{ds_id}/fields",
+                    json={"name": field_name, "title": "Text", "required": True,
+                          "settings": {"type": "text", "use_markdown": False}},
+                ),
+                "creating the text field",
+            )
+        have_questions = {q["name"] for q in self._get(f"/datasets/{ds_id}/questions", "reading questions")["items"]}
+        name = self.question_name or QUESTION_NAMES[schema.task]
+        if name not in have_questions:
+            options = [{"value": label, "text": label} for label in labels]
+            settings: dict[str, Any] = {"type": QUESTION_TYPES[schema.task], "options": options}
+            if schema.task.is_span_task:
+                settings.update(field=field_name, allow_overlapping=schema.allows_overlap)
+            title = {"span": "Mark the spans", "label_selection": "Pick the label",
+                     "multi_label_selection": "Pick every label that applies"}[settings["type"]]
+            self._ok(
+                self._request("POST", f"/datasets/{ds_id}/questions",
+                              json={"name": name, "title": title, "required": True, "settings": settings}),
+                "creating the question",
+            )
+        have_meta = {
+            m["name"]
+            for m in self._get(f"/me/datasets/{ds_id}/metadata-properties", "reading metadata properties")["items"]
+        }
+        for meta_name, kind, visible in (
+            (META_DOC_ID, "terms", True),
+            (META_SOURCE, "terms", True),
+            (META_MODEL, "terms", False),
+            (META_UNCERTAINTY, "float", False),
+        ):
+            if meta_name not in have_meta:
+                self._ok(
+                    self._request(
+                        "POST", f"/datasets/{ds_id}/metadata-properties",
+                        json={"name": meta_name, "title": meta_name.replace("_", " "),
+                              "settings": {"type": kind}, "visible_for_annotators": visible},
+                    ),
+                    f"creating metadata property {meta_name!r}",
+                )
+
+    # -- writing -------------------------------------------------------------------
+
+    def _existing(self, ds: _Dataset) -> dict[str, _Existing]:
+        """external id -> (record id, metadata) for the whole dataset, from the database-only list endpoint."""
+        found: dict[str, _Existing] = {}
+        if self.count() == 0:  # a first import need not page through anything
+            return found
+        for item in self._iter_pages(ds, include=()):
+            key = item.get("external_id") or str(item["id"])
+            found[str(key)] = _Existing(str(item["id"]), dict(item.get("metadata") or {}))
+        return found
+
+    def _metadata(self, doc: Document, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = dict(base or {})
+        for key, value in doc.meta.items():
+            if key not in RESERVED_META:
+                meta[key] = value
+        meta[META_DOC_ID] = doc.id
+        source = doc.meta.get("source")
+        if source is not None and not isinstance(source, str):
+            meta[META_SOURCE] = str(source)
+        return meta
+
+    def _suggestion(
+        self, ds: _Dataset, doc: Document, prediction: Prediction
+    ) -> tuple[dict[str, Any] | None, float | None]:
+        """The suggestion for ``prediction`` and its uncertainty (1 - confidence; None without scores)."""
+        agent = _agent(prediction.model_version or "model")
+        if ds.question_type == "span":
+            spans: list[Span] = []
+            for span in prediction.spans:
+                checked = check_span(doc.text, span)
+                if not checked.ok or checked.span is None:
+                    raise SchemaError(
+                        f"prediction span {span.start}-{span.end} {span.label}: {checked.note}"
+                    )
+                spans.append(checked.span)
+            value = [{"start": s.start, "end": s.end, "label": s.label} for s in spans]
+            scores = [s.score if s.score is not None else prediction.score for s in spans]
+            score: list[float] | None = None
+            if spans and all(x is not None for x in scores):
+                score = [float(x) for x in scores if x is not None]
+            if score:
+                uncertainty: float | None = 1.0 - min(score)
+            elif prediction.score is not None:
+                uncertainty = 1.0 - float(prediction.score)
+            else:
+                uncertainty = None
+            return {"question_id": ds.question_id, "type": "model", "agent": agent, "value": value,
+                    "score": score}, uncertainty
+        cats = prediction.categories
+        if not cats:
+            return None, None
+        if ds.question_type == "label_selection":
+            label = max(cats, key=lambda k: cats[k])
+            top = float(cats[label])
+            return {"question_id": ds.question_id, "type": "model", "agent": agent, "value": label,
+                    "score": top}, 1.0 - top
+        chosen = [label for label, p in cats.items() if p >= 0.5]
+        margin = min(abs(float(p) - 0.5) for p in cats.values()) * 2
+        if not chosen:  # the server refuses an empty multi-label value; the uncertainty still counts
+            return None, 1.0 - margin
+        suggestion: dict[str, Any] = {"question_id": ds.question_id, "type": "model", "agent": agent,
+                                      "value": chosen, "score": [float(cats[c]) for c in chosen]}
+        return suggestion, 1.0 - margin
+
+    def _item(
+        self, ds: _Dataset, doc: Document, prediction: Prediction | None, existing: _Existing | None
+    ) -> dict[str, Any]:
+        item: dict[str, Any] = {"external_id": doc.id}
+        if existing is None:
+            if not isinstance(doc.text, str):
+                raise SchemaError("document text is not a string")
+            item["fields"] = {ds.text_field: doc.text}
+            metadata = self._metadata(doc)
+        else:
+            # re-logging replaces all metadata on the server: start from what is there
+            metadata = dict(existing.metadata)
+        if prediction is not None:
+            suggestion, uncertainty = self._suggestion(ds, doc, prediction)
+            if suggestion is not None:
+                item["suggestions"] = [suggestion]
+            metadata[META_MODEL] = prediction.model_version
+            if uncertainty is not None and math.isfinite(uncertainty):
+                metadata[META_UNCERTAINTY] = float(min(1.0, max(0.0, uncertainty)))
+        item["metadata"] = metadata
+        try:
+            json.dumps(item, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # caught here, one record fails instead of the whole request
+            raise SchemaError(f"metadata cannot be sent as JSON: {exc}") from None
+        return item
+
+    def source_schema(self) -> LabelSchema | None:
+        """What the dataset's question asks: a span question -> ner/spans, label questions -> textcat."""
+        ds = self.dataset()
+        return LabelSchema(ds.task, list(ds.labels))
+
+    def _bulk(self, ds: _Dataset, items: list[tuple[str, dict[str, Any]]], result: ImportResult) -> None:
+        """PUT one bulk; on 422 drop the named record(s) or split, so every good record lands."""
+        if not items:
+            return
+        response = self._request("PUT", f"/datasets/{ds.id}/records/bulk", json={"items": [i for _, i in items]})
+        if response.status_code < 400:
+            # the endpoint's response model drops `updated_item_ids`: an item is new when it had no fields
+            # to keep (only new records are sent with their text)
+            for (doc_id, item), record in zip(items, response.json()["items"], strict=False):
+                result.native_ids[doc_id] = str(record["id"])
+                if "fields" in item:
+                    result.created += 1
+                else:
+                    result.existing += 1
+            return
+        # 422 is a validation refusal; a 500 can be a server bug one record triggers: narrow both down
+        if response.status_code not in (422, 500):
+            self._ok(response, "importing records")
+        if len(items) == 1:
+            result.failed.append((items[0][0], server_reason(response, self.client.redact)))
+            return
+        bad = _bad_positions(response, len(items))
+        if bad:
+            reason = server_reason(response, self.client.redact)
+            for pos in bad:
+                result.failed.append((items[pos][0], reason))
+            self._bulk(ds, [it for i, it in enumerate(items) if i not in set(bad)], result)
+            return
+        half = len(items) // 2
+        self._bulk(ds, items[:half], result)
+        self._bulk(ds, items[half:], result)
+
+    def _write(
+        self,
+        ds: _Dataset,
+        entries: Iterable[tuple[Document, Prediction | None]],
+        *,
+        update_existing: bool,
+    ) -> ImportResult:
+        result = ImportResult()
+        existing = self._existing(ds)
+        seen: set[str] = set()
+        batch: list[tuple[str, dict[str, Any]]] = []
+        for doc, prediction in entries:
+            if doc.id in seen:
+                # a later prediction for the same document would overwrite the first on the server
+                result.existing += 1
+                continue
+            seen.add(doc.id)
+            found = existing.get(doc.id)
+            if found is not None and not update_existing:
+                result.existing += 1
+                result.native_ids[doc.id] = found.record_id
+                continue
+            try:
+                batch.append((doc.id, self._item(ds, doc, prediction, found)))
+            except (SchemaError, ValueError, TypeError) as exc:
+                result.failed.append((doc.id, str(exc)))
+                continue
+            if len(batch) >= self.batch_size:
+                self._bulk(ds, batch, result)
+                batch = []
+        self._bulk(ds, batch, result)
+        return result
+
+    def import_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        schema: LabelSchema | None = None,
+        predictions: dict[str, Prediction] | None = None,
+    ) -> ImportResult:
+        if schema is not None:
+            self.ensure_project(schema)
+        ds = self.dataset()
+        preds = predictions or {}
+        return self._write(ds, ((doc, preds.get(doc.id)) for doc in documents), update_existing=False)
+
+    def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
+        ds = self.dataset()
+        latest: dict[str, tuple[Document, Prediction]] = {}
+        for doc, prediction in items:
+            latest[doc.id] = (doc, prediction)  # Argilla keeps one suggestion per question and record
+        return self._write(ds, latest.values(), update_existing=True)
+
+    def least_certain(self, limit: int = 50) -> list[str]:
+        """Document ids with the highest stored uncertainty first (the order to annotate in)."""
+        ds = self.dataset()
+        body = {"sort": [{"scope": {"entity": "metadata", "metadata_property": META_UNCERTAINTY}, "order": "desc"}],
+                "filters": {"and": [{"type": "range",
+                                     "scope": {"entity": "metadata", "metadata_property": META_UNCERTAINTY},
+                                     "ge": 0.0}]}}
+        data = self._ok(
+            self._request("POST", f"/datasets/{ds.id}/records/search", params={"offset": 0, "limit": limit},
+                          json=body, idempotent=True),  # a search reads: safe to send again
+            "sorting by uncertainty",
+        )
+        return [str(i["record"].get("external_id") or i["record"]["id"]) for i in data["items"]]
+
+    # -- reading -----------------------------------------------------------------
+
+    def count(self) -> int | None:
+        ds = self.dataset()
+        response = self._request("GET", f"/datasets/{ds.id}/records", params={"offset": 0, "limit": 1})
+        if response.status_code == 403:
+            return None
+        total = self._ok(response, "counting records").get("total")
+        return int(total) if total is not None else None
+
+    def _iter_pages(
+        self, ds: _Dataset, include: Sequence[str] = ("responses", "suggestions")
+    ) -> Iterator[dict[str, Any]]:
+        """Every record once. The list endpoint orders by insert time only, so ties may shift between pages
+        on PostgreSQL: records are de-duplicated and a missing one triggers another pass."""
+        params = [("include", name) for name in include]
+        seen: set[str] = set()
+        total: int | None = None
+        for _ in range(3):
+            for page in self.client.pages_offset(f"/datasets/{ds.id}/records", params=params, limit=self.page_size):
+                total = page.body.get("total", total)
+                for item in page.items:
+                    if str(item["id"]) not in seen:
+                        seen.add(str(item["id"]))
+                        yield item
+            if total is None or len(seen) >= int(total):
+                return
+        if total is not None and len(seen) < int(total):
+            self.skip(ds.name, f"{int(total) - len(seen)} records could not be read: the listing kept shifting")
+
+    def _iter_own(self, ds: _Dataset) -> Iterator[dict[str, Any]]:
+        """An annotator key may not list the dataset; search its own view (only its own responses)."""
+        pages = self.client.pages_offset(
+            f"/me/datasets/{ds.id}/records/search", method="POST", limit=self.page_size, idempotent=True,
+            params=[("include", "responses"), ("include", "suggestions")],
+            json={"sort": [{"scope": {"entity": "record", "property": "inserted_at"}, "order": "asc"}]},
+            items=lambda body: [i["record"] for i in body.get("items", [])],
+        )
+        return self.client.iter_items(pages)  # a search only reads, so it is retried like a GET
+
+    def users(self) -> dict[str, str]:
+        """user id -> username (ids only for users this key may not see)."""
+        if self._users is None:
+            self._users = {}
+            # owners may list all users, admins their workspace's; an annotator knows only itself
+            paths = ["/users", f"/workspaces/{self.dataset().workspace_id}/users"]
+            for path in paths:
+                response = self._request("GET", path)
+                if response.status_code < 400:
+                    self._users.update({str(u["id"]): str(u["username"]) for u in response.json()["items"]})
+                    break
+            me = self._ok(self._request("GET", "/me"), "reading the current user")
+            self._users.setdefault(str(me["id"]), str(me["username"]))
+        return self._users
+
+    def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+        self.span_notes.clear()  # the notes are those of the latest pull
+        ds = self.dataset()
+        since_dt = _utc(since)
+        latest = since_dt
+        users = self.users()
+        probe = self._request("GET", f"/datasets/{ds.id}/records", params={"offset": 0, "limit": 1})
+        pages = self._iter_own(ds) if probe.status_code == 403 else self._iter_pages(ds)
+        for item in pages:
+            record = self._record(ds, item, users)
+            if record is None:
+                continue
+            for ann in record.annotations:
+                if ann.updated_at is not None and (latest is None or ann.updated_at > latest):
+                    latest = ann.updated_at
+            if since_dt is not None:
+                record.annotations = [a for a in record.annotations if a.updated_at and a.updated_at > since_dt]
+                if not record.annotations:
+                    continue
+            yield filter_answers(record, answers)
+        self.cursor = latest.isoformat() if latest is not None else None
+
+    def _record(self, ds: _Dataset, item: Mapping[str, Any], users: Mapping[str, str]) -> Record | None:
+        doc_id = str(item.get("external_id") or item["id"])
+        where = f"{ds.name}/{doc_id}"
+        text = (item.get("fields") or {}).get(ds.text_field)
+        if not isinstance(text, str):
+            self.skip(where, f"record has no text in field {ds.text_field!r}")
+            return None
+        metadata = dict(item.get("metadata") or {})
+        meta = {k: v for k, v in metadata.items() if k not in RESERVED_META}
+        document = Document(id=doc_id, text=text, meta=meta)
+        record = Record(
+            document,
+            native_ids={"argilla_record_id": str(item["id"]), "argilla_dataset_id": ds.id,
+                        "argilla_status": item.get("status")},
+        )
+        try:
+            for response in item.get("responses") or ():
+                record.annotations.append(self._annotation(ds, text, response, users, where))
+            for suggestion in item.get("suggestions") or ():
+                if str(suggestion.get("question_id")) == ds.question_id:
+                    record.predictions.append(self._prediction(ds, text, suggestion, metadata))
+        except _Malformed as exc:
+            self.skip(where, str(exc))
+            return None
+        return record
+
+    def _annotation(
+        self, ds: _Dataset, text: str, response: Mapping[str, Any], users: Mapping[str, str], where: str
+    ) -> Annotation:
+        user_id = str(response.get("user_id"))
+        annotator = users.get(user_id, user_id)
+        status = str(response.get("status"))
+        values = response.get("values") or {}
+        value = (values.get(ds.question) or {}).get("value")
+        ann = Annotation(
+            annotator=annotator,
+            # a status this adapter does not know is kept but never trained on
+            answer=STATUS_TO_ANSWER.get(status, Answer.SKIP),
+            created_at=_utc(response.get("inserted_at")),
+            updated_at=_utc(response.get("updated_at")),
+            native_ids={"argilla_response_id": str(response.get("id")), "argilla_user_id": user_id},
+            meta={"argilla_status": status},
+        )
+        if value is None:
+            # discarded and draft answers may carry no value; a submitted span answer without one marks nothing
+            return ann
+        if ds.question_type == "span":
+            ann.spans, notes = self._spans(text, value, f"{where}/{annotator}", where.split("/", 1)[-1])
+            if notes:
+                ann.meta["offset_repairs"] = [note for _why, note in notes]
+                self.repairs.extend((f"{where}/{annotator}", note) for _why, note in notes)
+                for why, _note in notes:
+                    if why == "utf16 offsets converted":  # the rest is left to the exporter's verifier to drop
+                        self.note_span(where.split("/", 1)[-1], "adjusted", why)  # where = DATASET/DOC_ID
+        else:
+            if isinstance(value, str):
+                chosen = [value]
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                chosen = list(value)
+            else:
+                raise _Malformed(f"{annotator}'s answer to {ds.question!r} is not a label: {value!r}")
+            # labels outside the question's options are kept; the exporter drops and reports them
+            ann.categories = {label: 1.0 if label in chosen else 0.0 for label in dict.fromkeys([*ds.labels, *chosen])}
+        return ann
+
+    def _spans(self, text: str, value: Any, where: str, doc_id: str = ""
+               ) -> tuple[list[Span], list[tuple[str, str]]]:
+        """Spans with their covered text as claim, UTF-16 offsets converted, and the notes of what changed.
+
+        A span without usable offsets is left out as a dropped span (the record and its other spans stay).
+        """
+        if not isinstance(value, list):
+            raise _Malformed(f"{where}: span answer is not a list ({type(value).__name__})")
+        spans: list[Span] = []
+        notes: list[tuple[str, str]] = []  # (why, detailed note)
+        for raw in value:
+            try:
+                span = Span(int(raw["start"]), int(raw["end"]), str(raw["label"]))
+            except (KeyError, TypeError, ValueError):
+                self.note_span(doc_id or where, "dropped", "span without usable offsets")
+                continue
+            if isinstance(raw, Mapping) and raw.get("score") is not None:
+                span.score = float(raw["score"])
+            fixed, note = verify_offsets(text, span)
+            if note:
+                notes.append((note, f"{span.start}-{span.end} {span.label}: {note}"))
+            spans.append(fixed)
+        return spans, notes
+
+    def _prediction(
+        self, ds: _Dataset, text: str, suggestion: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> Prediction:
+        agent = str(suggestion.get("agent") or "argilla")
+        model = str(metadata.get(META_MODEL) or agent)
+        if _agent(model) != agent:
+            model = agent  # the suggestion was replaced by another agent's since annobridge sent it
+        value, score = suggestion.get("value"), suggestion.get("score")
+        prediction = Prediction(model_version=model, created_at=_utc(suggestion.get("updated_at")),
+                                native_ids={"argilla_suggestion_id": str(suggestion.get("id"))})
+        if ds.question_type == "span":
+            items = value if isinstance(value, list) else []
+            scores = score if isinstance(score, list) else [score] * len(items)
+            for raw, span_score in zip(items, scores, strict=False):
+                try:
+                    span = Span(int(raw["start"]), int(raw["end"]), str(raw["label"]),
+                                score=float(span_score) if span_score is not None else None)
+                except (KeyError, TypeError, ValueError):
+                    raise _Malformed(f"suggestion by {agent}: malformed span {raw!r}") from None
+                prediction.spans.append(verify_offsets(text, span)[0])
+            if scores and all(s is not None for s in scores):
+                prediction.score = float(min(scores))
+        elif ds.question_type == "label_selection":
+            if isinstance(value, str):
+                prediction.categories = {value: float(score) if score is not None else 1.0}
+                prediction.score = float(score) if score is not None else None
+        elif isinstance(value, list):
+            scores = score if isinstance(score, list) else [1.0] * len(value)
+            prediction.categories = {str(v): float(s) for v, s in zip(value, scores, strict=False)}
+        return prediction
+
+    def __repr__(self) -> str:
+        return f"ArgillaAdapter({self.base_url!r}, {self.workspace!r}, {self.dataset_name!r})"
+
+
+def _on_word_edges(text: str, start: int, end: int) -> bool:
+    left = start == 0 or not (text[start - 1].isalnum() and text[start].isalnum())
+    right = end == len(text) or not (text[end - 1].isalnum() and text[end].isalnum())
+    return left and right
+
+
+def verify_offsets(text: str, span: Span) -> tuple[Span, str | None]:
+    """Check a span read from Argilla (code points expected); the result claims the text it covers.
+
+    UTF-16 offsets (what a JavaScript front end counts) are converted when that is the only reading
+    that fits: out of range as code points, or cutting words as code points while the UTF-16 reading
+    falls on word edges. A span that fits no reading is returned as given, without a text claim, for
+    the exporter to drop and report.
+    """
+    start, end = span.start, span.end
+    as_cp_ok = 0 <= start < end <= len(text)
+    if has_astral(text):
+        s16, e16 = utf16_to_codepoint(text, start), utf16_to_codepoint(text, end)
+        if s16 is not None and e16 is not None and s16 < e16 and (s16, e16) != (start, end):
+            cp_fits = as_cp_ok and _on_word_edges(text, start, end)
+            if not cp_fits and _on_word_edges(text, s16, e16):
+                return replace(span, start=s16, end=e16, text=text[s16:e16]), "utf16 offsets converted"
+    if not as_cp_ok:
+        return replace(span, text=None), f"offsets outside the text (length {len(text)})"
+    return replace(span, text=text[start:end]), None
+
+
+@hookimpl
+def register_adapters(register: Any) -> None:
+    register(ArgillaAdapter)

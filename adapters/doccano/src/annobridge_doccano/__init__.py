@@ -1,0 +1,1209 @@
+"""``doccano://HOST:PORT/projects/ID`` - doccano 1.8 over its REST API (httpx, no doccano-client).
+
+How doccano's behaviour shapes this adapter (measured against doccano 1.8.4):
+
+* Auth is a token from ``/v1/auth/login/``; cookies are dropped after every response because a
+  kept ``sessionid`` makes DRF use session auth and then every write fails CSRF.
+* Bulk import is file upload (``/v1/fp/process/``) + an import Celery task polled to the end; one
+  POST per example is ~60x slower. Lines are validated here first because doccano silently drops
+  bad spans, and inconsistent meta keys fail a whole file: every line carries the same keys
+  (``annobridge_id``, ``annobridge_meta``, ``annobridge_prediction``, each a string).
+* Label offsets in doccano are what its UI writes: UTF-16 code units (``grapheme_mode`` off). The
+  adapter writes UTF-16 and converts back to code points, so pre-annotations line up in the UI.
+* Pre-annotations are labels owned by the importing account. Annotators only see them in
+  collaborative projects, so predictions into a non-collaborative project are refused unless
+  ``private_predictions=true``. The prediction itself (model version, scores, code-point spans)
+  is also kept in the example's meta, so it survives annotators editing the labels.
+* Full pulls read doccano's export (per-member files in non-collaborative projects). Collaborative
+  exports lose who made which label, so examples that humans touched are read one by one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import time
+import zipfile
+import zlib
+from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from annobridge.kit import (
+    Adapter,
+    AdapterConfig,
+    AdapterError,
+    AdapterURL,
+    Annotation,
+    Answer,
+    Capabilities,
+    Document,
+    ImportResult,
+    LabelSchema,
+    Prediction,
+    Record,
+    SchemaError,
+    Secret,
+    Span,
+    TaskKind,
+    UsageError,
+    as_datetime,
+    check_span,
+    codepoint_to_utf16,
+    filter_answers,
+    has_astral,
+    hookimpl,
+    utf16_to_codepoint,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger(__name__)
+
+KEY_ID = "annobridge_id"
+KEY_META = "annobridge_meta"
+KEY_PRED = "annobridge_prediction"
+#: keys doccano's export puts next to the example's meta
+EXPORT_KEYS = {"id", "text", "label", "Comments", "entities", "relations"}
+CURSOR_PREFIX = "doccano-cursor:v1:"
+#: documents per uploaded file / import task
+IMPORT_CHUNK = 20_000
+#: up to this many confirmed examples are listed through the examples API (~400/s) rather than by an export task
+CONFIRMED_BY_API = 1000
+PALETTE = ["#2E86DE", "#E67E22", "#27AE60", "#C0392B", "#8E44AD", "#16A085", "#D35400", "#2C3E50", "#F1C40F"]
+
+SEQ = "SequenceLabeling"
+CLS = "DocumentClassification"
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _client_class() -> type:
+    """DoccanoClient is built on annobridge.http, which needs the `doccano` extra: made on first use."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = _make_client_class()
+    return _CLIENT
+
+
+_CLIENT: type | None = None
+
+
+def _ambiguous(exc: BaseException) -> bool:
+    """Whether ``exc`` is the HTTP layer's "the write may have been applied" (imported lazily, like httpx)."""
+    from annobridge.http import AmbiguousWrite
+
+    return isinstance(exc, AmbiguousWrite)
+
+
+def _make_client_class() -> type:
+    from annobridge.http import HttpClient, LoginTokenAuth
+
+    class DoccanoClient(HttpClient):
+        """doccano's REST API: token login (again on 401), no cookie jar, JSON helpers and task polling."""
+
+        def __init__(self, base_url: str, username: str, password: Secret, *, timeout: float = 60.0,
+                     retry_for: float = 120.0, transport: httpx.BaseTransport | None = None,
+                     allow_http: bool = False) -> None:
+            self.username = username
+            auth = LoginTokenAuth(
+                base_url.rstrip("/") + "/v1/auth/login/", username, password,
+                failure=f"doccano login as {username!r} failed: check DOCCANO_USERNAME / DOCCANO_PASSWORD")
+            # No cookie jar: a kept `sessionid` makes DRF use session auth, and then every write fails CSRF.
+            # 500s are not retried: doccano answers 500 to some bad writes (a duplicate category), always.
+            super().__init__(base_url, name="doccano", auth=auth, allow_http=allow_http, timeout=timeout,
+                             retry_for=retry_for, transport=transport, keep_cookies=False,
+                             retry_status={429, 502, 503, 504})
+
+        def get(self, path: str, **params: Any) -> Any:
+            return self.get_json(path, params or None)
+
+        def post(self, path: str, body: Any, *, ok: Collection[int] = (), **kwargs: Any) -> Any:
+            response = self.request("POST", path, json=body, ok=ok, **kwargs)
+            return response.json() if response.content else None
+
+        def wait_task(self, task_id: str, *, timeout: float, what: str) -> Any:
+            """Poll ``/v1/tasks/status/ID`` until ready; doccano reports nothing if no worker runs."""
+            deadline = time.monotonic() + timeout
+            delay = 0.2
+            while True:
+                status = self.get(f"/v1/tasks/status/{task_id}")
+                if status.get("ready"):
+                    if status.get("error"):
+                        err = status["error"]
+                        text = err.get("text") if isinstance(err, dict) else err
+                        raise AdapterError(self.redact(f"doccano {what} task failed: {text}"))
+                    return status.get("result")
+                if time.monotonic() > deadline:
+                    raise AdapterError(
+                        f"doccano {what} task {task_id} not finished after {timeout:.0f}s. doccano runs imports "
+                        "and exports in Celery: is a worker (`doccano task`) running next to the web server?"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 1.5, 2.0)
+
+    return DoccanoClient
+
+
+@dataclass
+class _Project:
+    id: int
+    project_type: str
+    collaborative: bool
+    allow_overlapping: bool
+    grapheme_mode: bool
+    single_class: bool
+    name: str
+
+    @property
+    def label_path(self) -> str:
+        return "spans" if self.project_type == SEQ else "categories"
+
+    @property
+    def type_path(self) -> str:
+        return "span-types" if self.project_type == SEQ else "category-types"
+
+
+@dataclass
+class _ExportRow:
+    example_id: int
+    text: str
+    raw: dict[str, Any]
+    labels: list[Any]
+
+
+class DoccanoAdapter(Adapter):
+    scheme = "doccano"
+    description = "doccano 1.8 server over REST (token auth, bulk import, export-based pull)"
+    url_example = "doccano://127.0.0.1:8000/projects/1"
+    capabilities = Capabilities(
+        create_project=True,
+        import_documents=True,
+        push_predictions=True,
+        pull=True,
+        pull_since=True,
+        per_annotator=True,
+        prediction_scores=True,
+        overlapping_spans=True,
+    )
+
+    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(url, config)
+        parts = [p for p in url.path.split("/") if p]
+        self.project_id: int | None = None
+        self.new_name: str | None = None
+        if len(parts) == 2 and parts[0] == "projects" and parts[1].isdigit():
+            self.project_id = int(parts[1])
+        elif len(parts) == 2 and parts[0] == "projects" and parts[1] == "new":
+            self.new_name = url.params.get("name")
+            if not self.new_name:
+                raise UsageError("doccano://HOST:PORT/projects/new needs ?name=PROJECT_NAME")
+        else:
+            raise UsageError(
+                f"Bad doccano URL {url}: use doccano://HOST:PORT/projects/ID, or "
+                "doccano://HOST:PORT/projects/new?name=NAME to create one"
+            )
+        self.params = url.params
+        username = self.config.get("username", env="DOCCANO_USERNAME")
+        password = self.config.secret("password", env="DOCCANO_PASSWORD")
+        if not username or not password:
+            raise UsageError("doccano needs credentials: set DOCCANO_USERNAME and DOCCANO_PASSWORD (or [doccano] "
+                             "username/password in the annobridge config file)")
+        self.username = str(username)
+        self.client: Any = _client_class()(
+            self.config.server_url(url, env="DOCCANO_URL"),
+            self.username,
+            password,
+            retry_for=float(self._opt("retry_for", 120)),
+            transport=transport,
+            allow_http=url.transport == "http",
+        )
+        self.task_timeout = float(self._opt("task_timeout", 900))
+        self._project: _Project | None = None
+        self._types: dict[int, str] | None = None
+        self._users: dict[int, str] | None = None
+
+    def _opt(self, key: str, default: Any = None) -> Any:
+        if key in self.params:
+            return self.params[key]
+        return self.config.get(key, default=default)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- project ---------------------------------------------------------------
+
+    @property
+    def project_url(self) -> str:
+        return f"doccano://{self.url.host}:{self.url.port}/projects/{self.project_id}"
+
+    def project(self, refresh: bool = False) -> _Project:
+        if self.project_id is None:
+            found = self._find_by_name(self.new_name or "")
+            if found is None:
+                raise UsageError(f"No doccano project named {self.new_name!r} yet: create it with ensure_project / "
+                                 "`annobridge import ... --task ...`")
+            self.project_id = found
+        if self._project is None or refresh:
+            data = self.client.get(f"/v1/projects/{self.project_id}")
+            self._project = _Project(
+                id=int(data["id"]),
+                project_type=str(data["project_type"]),
+                collaborative=bool(data.get("collaborative_annotation")),
+                allow_overlapping=bool(data.get("allow_overlapping")),
+                grapheme_mode=bool(data.get("grapheme_mode")),
+                single_class=bool(data.get("single_class_classification")),
+                name=str(data.get("name", "")),
+            )
+            if self._project.project_type not in (SEQ, CLS):
+                raise SchemaError(f"doccano project {self.project_id} is a {self._project.project_type} project; "
+                                  "annobridge handles SequenceLabeling and DocumentClassification")
+        return self._project
+
+    def _find_by_name(self, name: str) -> int | None:
+        data = self.client.get("/v1/projects", q=name, limit=1000)
+        for item in data.get("results", data if isinstance(data, list) else []):
+            if item.get("name") == name:
+                return int(item["id"])
+        return None
+
+    def ensure_project(self, schema: LabelSchema) -> str:
+        """Create (``projects/new?name=``) or check the project for ``schema``; add missing labels.
+
+        URL options for a new project: ``collaborative=true`` (shared labels, needed for annotators to see
+        pre-annotations), ``overlapping=true|false`` (default: true for ``spans``), ``annotators=a,b`` (added
+        as members with the annotator role). Returns ``doccano://HOST:PORT/projects/ID``.
+        """
+        if self.project_id is None:
+            assert self.new_name is not None
+            self.project_id = self._find_by_name(self.new_name)
+            if self.project_id is None:
+                self.project_id = self._create_project(self.new_name, schema)
+        project = self.project(refresh=True)
+        want_type = SEQ if schema.task.is_span_task else CLS
+        if project.project_type != want_type:
+            raise SchemaError(f"doccano project {project.id} is {project.project_type}; task {schema.task.value} "
+                              f"needs {want_type}")
+        if want_type == CLS and project.single_class != (schema.task == TaskKind.TEXTCAT):
+            kind = "single-label" if project.single_class else "multi-label"
+            raise SchemaError(f"doccano project {project.id} is {kind}; task {schema.task.value} does not match")
+        if schema.task == TaskKind.SPANS and not project.allow_overlapping:
+            raise SchemaError(
+                f"doccano project {project.id} does not allow overlapping spans, which task 'spans' needs"
+            )
+        self._ensure_labels(schema.labels)
+        annotators = self._opt("annotators")
+        if annotators:
+            self.add_members([a.strip() for a in str(annotators).split(",") if a.strip()])
+        return self.project_url
+
+    def _create_project(self, name: str, schema: LabelSchema) -> int:
+        body: dict[str, Any] = {
+            "name": name,
+            "description": f"created by annobridge for task {schema.task.value}",
+            "collaborative_annotation": _truthy(self._opt("collaborative", False)),
+            "random_order": False,
+        }
+        if schema.task.is_span_task:
+            overlapping = self._opt("overlapping")
+            body.update(
+                project_type=SEQ,
+                resourcetype="SequenceLabelingProject",
+                allow_overlapping=schema.allows_overlap if overlapping is None else _truthy(overlapping),
+                # offsets stay UTF-16 code units (what the UI counts), which this adapter converts
+                grapheme_mode=False,
+                use_relation=False,
+            )
+        else:
+            body.update(
+                project_type=CLS,
+                resourcetype="TextClassificationProject",
+                single_class_classification=schema.task == TaskKind.TEXTCAT,
+            )
+        from annobridge.http import AmbiguousWrite
+
+        # Project creation is not idempotent; a lost answer is resolved by looking the name up again.
+        try:
+            data = self.client.post("/v1/projects", body, reconcile=lambda: self._find_by_name(name))
+        except AmbiguousWrite as exc:
+            if exc.reconciled is None:
+                raise
+            return int(exc.reconciled)
+        return int(data["id"])
+
+    def label_types(self, refresh: bool = False) -> dict[int, str]:
+        if self._types is None or refresh:
+            project = self.project()
+            data = self.client.get(f"/v1/projects/{project.id}/{project.type_path}")
+            self._types = {int(t["id"]): str(t["text"]) for t in data}
+        return self._types
+
+    def _ensure_labels(self, labels: Iterable[str]) -> None:
+        project = self.project()
+        have = set(self.label_types(refresh=True).values())
+        for index, label in enumerate(labels):
+            if label in have:
+                continue
+            body = {"text": label, "background_color": PALETTE[index % len(PALETTE)], "text_color": "#ffffff"}
+            try:
+                self.client.post(f"/v1/projects/{project.id}/{project.type_path}", body)
+            except AdapterError as exc:
+                if not _ambiguous(exc):
+                    raise  # an ambiguous create is checked below
+        self.label_types(refresh=True)
+        missing = [lab for lab in labels if lab not in self._types.values()]  # type: ignore[union-attr]
+        if missing:
+            raise AdapterError(f"doccano did not create label types {missing}")
+
+    def users(self, refresh: bool = False) -> dict[int, str]:
+        """Project members, user id -> username (project admins may read this, no staff rights needed)."""
+        if self._users is None or refresh:
+            data = self.client.get(f"/v1/projects/{self.project().id}/members")
+            self._users = {int(m["user"]): str(m["username"]) for m in data}
+        return self._users
+
+    def add_members(self, usernames: Iterable[str], role: str = "annotator") -> None:
+        project = self.project()
+        roles = {r["name"]: int(r["id"]) for r in self.client.get("/v1/roles")}
+        if role not in roles:
+            raise UsageError(f"Unknown doccano role {role!r}: one of {sorted(roles)}")
+        members = set(self.users(refresh=True).values())
+        for name in usernames:
+            if name in members:
+                continue
+            matches = [u for u in self.client.get("/v1/users", q=name) if u.get("username") == name]
+            if not matches:
+                raise UsageError(f"No doccano user {name!r}")
+            try:
+                self.client.post(f"/v1/projects/{project.id}/members", {"user": matches[0]["id"], "role": roles[role]})
+            except AdapterError as exc:
+                if not _ambiguous(exc):
+                    raise  # an ambiguous add is checked by the members read below
+        self.users(refresh=True)
+
+    def count(self) -> int | None:
+        data = self.client.get(f"/v1/projects/{self.project().id}/examples", limit=1)
+        return int(data["count"])
+
+    def source_schema(self) -> LabelSchema | None:
+        """What the project asks for: sequence labelling -> ner (spans if overlapping is allowed), document
+        classification -> textcat (single class) or textcat_multilabel; the labels are its label types."""
+        project = self.project()
+        labels = sorted(self.label_types().values())
+        if project.project_type == SEQ:
+            return LabelSchema(TaskKind.SPANS if project.allow_overlapping else TaskKind.NER, labels)
+        return LabelSchema(TaskKind.TEXTCAT if project.single_class else TaskKind.TEXTCAT_MULTILABEL, labels)
+
+    # -- export ----------------------------------------------------------------
+
+    def _export(self, confirmed_only: bool) -> dict[str, list[dict[str, Any]]]:
+        """Run doccano's JSONL export; returns file stem (``all`` or a username) -> rows."""
+        project = self.project()
+        body = {"format": "JSONL", "exportApproved": confirmed_only}
+        # Starting an export twice is harmless, so a lost answer may be retried.
+        task = self.client.post(f"/v1/projects/{project.id}/download", body, idempotent=True)
+        self.client.wait_task(str(task["task_id"]), timeout=self.task_timeout, what="export")
+        response = self.client.request(
+            "GET", f"/v1/projects/{project.id}/download", params={"taskId": task["task_id"]}, headers={"Accept": "*/*"}
+        )
+        files: dict[str, list[dict[str, Any]]] = {}
+        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+            for name in archive.namelist():
+                if not name.endswith(".jsonl"):
+                    continue
+                rows = []
+                for lineno, line in enumerate(archive.read(name).decode("utf-8").splitlines(), 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        self.skip(f"export {name}:{lineno}", f"invalid JSON from doccano ({exc.msg})")
+                files[name.rsplit("/", 1)[-1][: -len(".jsonl")]] = rows
+        return files
+
+    def _existing(self) -> dict[str, _ExportRow]:
+        """Examples now in the project, by annobridge document id."""
+        if not self.count():
+            return {}
+        files = self._export(confirmed_only=False)
+        rows = next(iter(files.values()), [])
+        out: dict[str, _ExportRow] = {}
+        for raw in rows:
+            row = _row(raw)
+            out.setdefault(_doc_id(raw), row)
+        return out
+
+    # -- import ----------------------------------------------------------------
+
+    def _to_units(self, text: str, offset: int) -> int:
+        return codepoint_to_utf16(text, offset)
+
+    def _from_units(self, text: str, offset: int) -> int | None:
+        if self.project().grapheme_mode and not text.isascii():
+            return None
+        return utf16_to_codepoint(text, offset) if has_astral(text) else offset
+
+    def _prediction_labels(self, doc: Document, pred: Prediction, known: set[str]) -> tuple[list[Any], Prediction]:
+        """Validate ``pred`` against the text and project; returns the import ``label`` value (doccano units)."""
+        project = self.project()
+        if project.project_type == SEQ:
+            if pred.categories:
+                raise ValueError("prediction has categories but the project is sequence labelling")
+            spans: list[Span] = []
+            for span in pred.spans:
+                if span.label not in known:
+                    raise ValueError(f"label {span.label!r} is not in the project")
+                checked = check_span(doc.text, span)
+                if checked.span is None:
+                    raise ValueError(f"span {span.start}-{span.end} {span.label}: {checked.note}")
+                spans.append(checked.span)
+            spans.sort(key=lambda s: (s.start, s.end))
+            if not project.allow_overlapping:
+                for a, b in itertools.pairwise(spans):
+                    if b.start < a.end:
+                        raise ValueError(f"spans {a.start}-{a.end} and {b.start}-{b.end} overlap, which the project "
+                                         "does not allow (doccano would drop one silently)")
+            pred = Prediction(pred.model_version, spans, dict(pred.categories), pred.score, pred.created_at)
+            label = [[self._to_units(doc.text, s.start), self._to_units(doc.text, s.end), s.label] for s in spans]
+            return label, pred
+        if pred.spans:
+            raise ValueError("prediction has spans but the project is text classification")
+        unknown = [c for c in pred.categories if c not in known]
+        if unknown:
+            raise ValueError(f"labels {unknown} are not in the project")
+        if project.single_class:
+            chosen = [max(pred.categories, key=lambda c: pred.categories[c])] if pred.categories else []
+        else:
+            threshold = float(self._opt("threshold", 0.5))
+            chosen = sorted(c for c, v in pred.categories.items() if v >= threshold)
+        return chosen, pred
+
+    def import_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        schema: LabelSchema | None = None,
+        predictions: dict[str, Prediction] | None = None,
+    ) -> ImportResult:
+        if schema is not None:
+            self.ensure_project(schema)
+        project = self.project()
+        predictions = predictions or {}
+        if predictions and not project.collaborative and not _truthy(self._opt("private_predictions", False)):
+            raise AdapterError(
+                f"doccano project {project.id} is not collaborative, so annotators would not see the "
+                "pre-annotations (they only see their own labels). Create the project with ?collaborative=true, "
+                "or pass ?private_predictions=true to store them anyway."
+            )
+        result = ImportResult()
+        if schema is not None and not schema.labels and predictions:
+            # No labels pinned (e.g. `annobridge import --model ... --task ner` without --labels): take the
+            # model's. With labels pinned, a label outside them fails its document below.
+            seen = {s.label for p in predictions.values() for s in p.spans} | {
+                c for p in predictions.values() for c in p.categories
+            }
+            self._ensure_labels(sorted(seen))
+        known = set(self.label_types(refresh=True).values())
+        valid: dict[str, tuple[Document, list[Any], Prediction | None]] = {}
+        for doc in documents:
+            if not isinstance(doc.text, str) or not doc.text.strip():
+                result.failed.append((doc.id, "empty text (doccano rejects it)"))
+                continue
+            if doc.id in valid:
+                result.failed.append((doc.id, "duplicate document id in this import"))
+                continue
+            pred = predictions.get(doc.id)
+            label: list[Any] = []
+            if pred is not None:
+                try:
+                    label, pred = self._prediction_labels(doc, pred, known)
+                except ValueError as exc:
+                    result.failed.append((doc.id, f"bad prediction: {exc}"))
+                    continue
+            try:
+                json.dumps(doc.meta)
+            except (TypeError, ValueError) as exc:
+                result.failed.append((doc.id, f"meta is not JSON: {exc}"))
+                continue
+            valid[doc.id] = (doc, label, pred)
+
+        # A repeated id fails only its later copies; the first one is imported.
+        failed_ids = {doc_id for doc_id, _ in result.failed if doc_id not in valid}
+        before: dict[str, _ExportRow] | None = None
+        for _attempt in range(4):
+            existing = self._existing()
+            if before is None:
+                before = existing  # what was there before this call: the rest counts as created by it
+            pending = [v for k, v in valid.items() if k not in existing and k not in failed_ids]
+            if not pending:
+                break
+            try:
+                server_failed = self._import_lines(pending)
+            except AdapterError as exc:
+                if not _ambiguous(exc):
+                    raise
+                continue  # import_raw_lines has withdrawn the upload and waited; diff against the server again
+            for doc_id, reason in server_failed:
+                if doc_id not in failed_ids:
+                    result.failed.append((doc_id, reason))
+                    failed_ids.add(doc_id)
+            break
+        else:
+            raise AdapterError("doccano import kept failing; nothing was duplicated, re-run to continue")
+        assert before is not None
+        after = self._existing()
+        for doc_id in valid:
+            if doc_id in failed_ids:
+                continue
+            row = after.get(doc_id)
+            if row is None:
+                result.failed.append((doc_id, "not created by doccano's import (it reported no error)"))
+                continue
+            result.native_ids[doc_id] = row.example_id
+            if doc_id in before:
+                result.existing += 1
+            else:
+                result.created += 1
+        if _truthy(self._opt("score_field", False)):
+            scores = {
+                after[d].example_id: p.score
+                for d, (_doc, _l, p) in valid.items()
+                if p is not None and p.score is not None and d in after and d not in before
+            }
+            self._patch_scores(scores)
+        return result
+
+    def _wait_settled(self) -> None:
+        """Wait until the example count stops moving (an import that was running has finished)."""
+        readings: list[int] = []
+        for _ in range(120):
+            readings.append(self.count() or 0)
+            if len(readings) >= 3 and len(set(readings[-3:])) == 1:
+                return
+            time.sleep(1.0)
+
+    def _import_lines(self, pending: list[tuple[Document, list[Any], Prediction | None]]) -> list[tuple[str, str]]:
+        """Upload one JSONL file and run doccano's import; returns (doc id, reason) for lines it rejected."""
+        # Least certain first: doccano's UI serves examples in creation order (and `score` only orders the API).
+        pending = sorted(pending, key=lambda item: (item[2] is None or item[2].score is None,
+                                                    item[2].score if item[2] is not None and item[2].score else 0.0))
+        failed: list[tuple[str, str]] = []
+        # One file and task per chunk keeps uploads and doccano's in-memory parsing bounded.
+        for offset in range(0, len(pending), IMPORT_CHUNK):
+            chunk = pending[offset : offset + IMPORT_CHUNK]
+            lines = [
+                json.dumps({
+                    "text": doc.text,
+                    "label": label,
+                    KEY_ID: doc.id,
+                    KEY_META: json.dumps(doc.meta, ensure_ascii=False, sort_keys=True),
+                    KEY_PRED: json.dumps(pred.to_dict(), ensure_ascii=False) if pred is not None else "",
+                }, ensure_ascii=False)
+                for doc, label, pred in chunk
+            ]
+            by_line = {i + 1: doc.id for i, (doc, _l, _p) in enumerate(chunk)}
+            for line, reason in self.import_raw_lines(lines):
+                failed.append((by_line.get(line, f"line {line} of chunk {offset // IMPORT_CHUNK + 1}"), reason))
+        return failed
+
+    def import_raw_lines(self, lines: list[str], upload_name: str = "annobridge.jsonl") -> list[tuple[int, str]]:
+        """Upload JSONL lines and import them; returns (line number, doccano's message) for rejected lines."""
+        project = self.project()
+        payload = ("\n".join(lines) + "\n").encode("utf-8")
+        # A temporary upload is harmless if repeated, so this may be retried.
+        response = self.client.request(
+            "POST", "/v1/fp/process/", files={"filepond": (upload_name, payload, "application/json")},
+            headers={"Accept": "*/*"}, idempotent=True,
+        )
+        upload_id = response.text.strip()
+        body = {"uploadIds": [upload_id], "format": "JSONL", "task": project.project_type,
+                "column_data": "text", "column_label": "label",
+                # doccano guesses the encoding with chardet otherwise, and mistakes UTF-8 emoji for cp1252
+                "encoding": "utf_8"}
+        from annobridge.http import AmbiguousWrite
+
+        try:
+            task = self.client.post(f"/v1/projects/{project.id}/upload", body)
+        except AmbiguousWrite:
+            # The import task may be queued, running or done. Withdrawing the upload stops a task that has not
+            # read it yet (204); 404 means doccano already consumed it. Either way the caller diffs again.
+            self.client.request(
+                "DELETE", "/v1/fp/revert/", content=upload_id.encode(),
+                headers={"Content-Type": "text/plain", "Accept": "*/*"}, ok=(404,),
+            )
+            self._wait_settled()
+            raise
+        result = self.client.wait_task(str(task["task_id"]), timeout=self.task_timeout, what="import")
+        failed: list[tuple[int, str]] = []
+        for error in (result or {}).get("error", []):
+            message = str(error.get("message", error))
+            if message.startswith("Column label not found"):
+                continue  # doccano says this for any file without labels: not an error
+            failed.append((int(error.get("line") or 0), f"doccano rejected the line: {message}"))
+        return failed
+
+    def _patch_scores(self, scores: dict[int, float]) -> None:
+        project = self.project()
+
+        def patch(item: tuple[int, float]) -> None:
+            self.client.request("PATCH", f"/v1/projects/{project.id}/examples/{item[0]}",
+                                json={"score": item[1]}, idempotent=True)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(patch, scores.items()))
+
+    # -- predictions on existing examples --------------------------------------
+
+    def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
+        """Import missing documents with their prediction; on existing ones replace the model's labels.
+
+        Labels are replaced only where no human has touched the example (no other user's labels, not
+        confirmed, model labels as last pushed); elsewhere only the prediction in the meta is updated.
+        """
+        project = self.project()
+        if not project.collaborative and not _truthy(self._opt("private_predictions", False)):
+            raise AdapterError(f"doccano project {project.id} is not collaborative: annotators would not see the "
+                               "pre-annotations (pass ?private_predictions=true to store them anyway)")
+        pairs = {doc.id: (doc, pred) for doc, pred in items}
+        existing = self._existing()
+        result = ImportResult()
+        new_docs = [doc for doc_id, (doc, _p) in pairs.items() if doc_id not in existing]
+        if new_docs:
+            result.merge(self.import_documents(new_docs, predictions={d.id: pairs[d.id][1] for d in new_docs}))
+        known = set(self.label_types(refresh=True).values())
+        me = self._me()
+        todo = []
+        for doc_id, (doc, pred) in pairs.items():
+            row = existing.get(doc_id)
+            if row is None:
+                continue
+            document = Document(doc_id, row.text, doc.meta)
+            try:
+                label, pred = self._prediction_labels(document, pred, known)
+            except ValueError as exc:
+                result.failed.append((doc_id, f"bad prediction: {exc}"))
+                continue
+            todo.append((row, label, pred))
+
+        def apply(item: tuple[_ExportRow, list[Any], Prediction]) -> tuple[str, str | None]:
+            row, label, pred = item
+            doc_id = _doc_id(row.raw)
+            try:
+                self._replace_model_labels(row, label, pred, me)
+            except AdapterError as exc:
+                return doc_id, str(exc)
+            return doc_id, None
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for doc_id, error in pool.map(apply, todo):
+                if error:
+                    result.failed.append((doc_id, error))
+                else:
+                    result.existing += 1
+                    result.native_ids[doc_id] = existing[doc_id].example_id
+        return result
+
+    def _me(self) -> int:
+        return int(self.client.get("/v1/me")["id"])
+
+    def _replace_model_labels(self, row: _ExportRow, label: list[Any], pred: Prediction, me: int) -> None:
+        project = self.project()
+        base = f"/v1/projects/{project.id}/examples/{row.example_id}"
+        detail = self.client.get(base)
+        meta = dict(detail.get("meta") or {})
+        old_pred = meta.get(KEY_PRED) or ""
+        meta[KEY_PRED] = json.dumps(pred.to_dict(), ensure_ascii=False)
+        current = self.client.get(f"{base}/{project.label_path}")
+        states = self.client.get(f"{base}/states")
+        confirmed = bool(states.get("count") if isinstance(states, dict) else states)
+        others = [lab for lab in current if int(lab["user"]) != me]
+        mine = [lab for lab in current if int(lab["user"]) == me]
+        old_labels = self._labels_of_prediction(row.text, old_pred)
+        untouched = not others and not confirmed and sorted(map(self._label_key, mine)) == sorted(old_labels)
+        if untouched:
+            # Make my labels equal to the new prediction: delete what differs, add what is missing. Re-running
+            # this after a lost answer converges to the same state, so retries cannot duplicate labels.
+            types = {v: k for k, v in self.label_types().items()}
+            want = [self._label_key_from_import(item) for item in label]
+            have = {self._label_key(lab): lab for lab in mine}
+            for key, lab in have.items():
+                if key not in want:
+                    self.client.request("DELETE", f"{base}/{project.label_path}/{lab['id']}", ok=(404,))
+            scores = {(s.start, s.end, s.label): s.score for s in pred.spans}
+            for key in want:
+                if key in have:
+                    continue
+                if project.project_type == SEQ:
+                    start_cp = self._from_units(row.text, key[0])
+                    end_cp = self._from_units(row.text, key[1])
+                    prob = scores.get((start_cp or 0, end_cp or 0, key[2])) or 0.0
+                    body: dict[str, Any] = {"label": types[key[2]], "start_offset": key[0], "end_offset": key[1],
+                                            "prob": prob}
+                else:
+                    body = {"label": types[key[0]], "prob": pred.categories.get(key[0], 0.0)}
+                try:
+                    self.client.post(f"{base}/{project.label_path}", body)
+                except AdapterError as exc:
+                    if not _ambiguous(exc):
+                        raise
+                    return self._replace_model_labels(row, label, pred, me)  # converges: see above
+        patch: dict[str, Any] = {"meta": meta}
+        if pred.score is not None and _truthy(self._opt("score_field", True)):
+            patch["score"] = pred.score
+        self.client.request("PATCH", base, json=patch, idempotent=True)
+
+    def _label_key(self, lab: dict[str, Any]) -> tuple[Any, ...]:
+        name = self.label_types().get(int(lab["label"]), str(lab["label"]))
+        if "start_offset" in lab:
+            return (int(lab["start_offset"]), int(lab["end_offset"]), name)
+        return (name,)
+
+    @staticmethod
+    def _label_key_from_import(item: Any) -> tuple[Any, ...]:
+        if isinstance(item, list):
+            return (int(item[0]), int(item[1]), str(item[2]))
+        return (str(item),)
+
+    def _labels_of_prediction(self, text: str, stored: str) -> list[tuple[Any, ...]]:
+        """The import-format labels a stored prediction produced (doccano units), for 'untouched' checks."""
+        if not stored:
+            return []
+        try:
+            pred = Prediction.from_dict(json.loads(stored))
+        except (ValueError, TypeError, KeyError):
+            return []
+        if self.project().project_type == SEQ:
+            return sorted((self._to_units(text, s.start), self._to_units(text, s.end), s.label) for s in pred.spans)
+        if self.project().single_class:
+            return [(max(pred.categories, key=lambda c: pred.categories[c]),)] if pred.categories else []
+        threshold = float(self._opt("threshold", 0.5))
+        return sorted((c,) for c, v in pred.categories.items() if v >= threshold)
+
+    def _export_label_keys(self, labels: list[Any]) -> list[tuple[Any, ...]]:
+        keys: list[tuple[Any, ...]] = []
+        for item in labels or []:
+            if isinstance(item, list):
+                keys.append((int(item[0]), int(item[1]), str(item[2])))
+            elif isinstance(item, dict):
+                keys.append((int(item["start_offset"]), int(item["end_offset"]), str(item["label"])))
+            else:
+                keys.append((str(item),))
+        return sorted(keys)
+
+    # -- pull --------------------------------------------------------------------
+
+    def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+        """Yield every example with its annotations (and the model's prediction, when annobridge pushed one).
+
+        ``since``: a cursor from :attr:`cursor` (yields only what changed since that pull, both project kinds),
+        or a datetime (collaborative projects only: doccano shows other members' label timestamps only there).
+        URL option ``confirmed=only`` keeps only confirmed annotations; ``exact=true`` makes an incremental
+        pull diff against a full export even when doccano's counters say only confirmations changed.
+
+        An incremental pull first compares doccano's cheap counters (examples, per-member confirmations, labels
+        per member and type) with the cursor's: unchanged means nothing to read; in a collaborative project a
+        change in confirmations alone is read from the examples API (the newly (un)confirmed examples only).
+        Anything else runs one export and diffs it against the cursor's digests.
+        """
+        self.span_notes.clear()  # the notes are those of the latest pull
+        project = self.project(refresh=True)
+        self.label_types(refresh=True)
+        self.users(refresh=True)
+        previous: dict[str, Any] | None = None
+        since_dt: datetime | None = None
+        if isinstance(since, str) and since.startswith(CURSOR_PREFIX):
+            previous = _decode_cursor_state(since, project.id)
+        elif since is not None:
+            since_dt = as_datetime(since)
+            if since_dt is not None and since_dt.tzinfo is None:
+                raise UsageError("since: give a timezone-aware datetime (doccano stores UTC)")
+            if not project.collaborative:
+                raise UsageError(
+                    "doccano shows label timestamps of other members only in collaborative projects; for this "
+                    "project pass the cursor of a previous pull as since (annobridge stores it for you)"
+                )
+        confirmed_only = str(self._opt("confirmed", "")).lower() == "only"
+        signature = self._signature(project)
+        state: dict[str, Any] = {"d": {}, "s": signature, "c": None}
+        records: Iterator[Record] | None = None
+        old_sig = (previous or {}).get("s")
+        if previous is not None and old_sig and not _truthy(self._opt("exact", False)):
+            if old_sig == signature:
+                state.update(d=previous["d"], c=previous.get("c"))
+                records = iter(())
+            elif (project.collaborative and previous.get("c") is not None
+                  and (old_sig.get("t"), old_sig.get("l")) == (signature["t"], signature["l"])):
+                # Same examples, same labels per member and type: only confirmations moved.
+                records = self._pull_confirmations(previous, state)
+        if records is None:
+            previous_digests = previous["d"] if previous is not None else None
+            labels_by_file = self._export(confirmed_only=False)
+            confirmed = self._confirmed_sets(project, signature)
+            if project.collaborative:
+                state["c"] = sorted(confirmed.get("", set()))
+                records = self._pull_collaborative(labels_by_file, confirmed.get("", set()), previous_digests,
+                                                   since_dt, state["d"])
+            else:
+                records = self._pull_individual(labels_by_file, confirmed, previous_digests, state["d"])
+        for record in records:
+            if confirmed_only:
+                record.annotations = [a for a in record.annotations if a.meta.get("confirmed")]
+            if since is not None and not record.annotations:
+                continue
+            yield filter_answers(record, answers)
+        self.cursor = _encode_cursor(project.id, state["d"], signature=state["s"], confirmed=state["c"])
+
+    def _signature(self, project: _Project) -> dict[str, Any]:
+        """doccano's cheap counters, hashed: examples (t), confirmations per member (p), labels per member (l)."""
+        base = f"/v1/projects/{project.id}/metrics"
+        progress = self.client.get(f"{base}/member-progress")
+        kind = "span" if project.project_type == SEQ else "category"
+        labels = self.client.get(f"{base}/{kind}-distribution")
+        done = sorted((str(p.get("user")), int(p.get("done") or 0)) for p in progress.get("progress", []))
+        return {"t": int(progress.get("total") or 0), "p": _hash(done), "l": _hash(labels),
+                "done": sum(n for _, n in done)}
+
+    def _confirmed_sets(self, project: _Project, signature: dict[str, Any]) -> dict[str, set[int]]:
+        """Confirmed example ids per member file (``""``: the shared state of a collaborative project).
+
+        Read from the examples API when there are few (cheaper than an export task), from doccano's
+        ``exportApproved`` export otherwise, and not at all when the counters say nobody confirmed anything.
+        """
+        done = int(signature.get("done") or 0)
+        if done == 0:
+            return {}
+        if project.collaborative and done <= CONFIRMED_BY_API:
+            return {"": set(self._confirmed_rows(done))}
+        files = self._export(confirmed_only=True)
+        if project.collaborative:
+            return {"": {int(r["id"]) for rows in files.values() for r in rows}}
+        return {user: {int(r["id"]) for r in rows} for user, rows in files.items()}
+
+    def _confirmed_rows(self, expected: int = 0) -> dict[int, dict[str, Any]]:
+        """Examples confirmed by anyone (collaborative projects), as export-shaped rows, from the examples API.
+
+        doccano serialises ~400 examples/s, one query set per row: with the count known from the counters the
+        pages are fetched side by side (gunicorn serves them in parallel); a last page follows ``next`` links.
+        """
+        path = f"/v1/projects/{self.project().id}/examples"
+        size = max(1, -(-expected // 4)) if expected else 1000
+        starts = list(range(0, max(expected, 1), size))
+
+        def page(offset: int) -> list[Any]:
+            body = self.client.get(path, confirmed="true", offset=offset, limit=size)
+            return list(body.get("results") or [])
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            found = [ex for batch in pool.map(page, starts) for ex in batch]
+        if len(found) >= len(starts) * size:  # more than the counters said: read on from there
+            rest = self.client.pages_offset(path, params={"confirmed": "true"}, limit=1000, items="results",
+                                            start=len(found))
+            found.extend(self.client.iter_items(rest))
+        return {int(ex["id"]): _api_row(ex) for ex in found}
+
+    def _pull_confirmations(self, previous: dict[str, Any], state: dict[str, Any]) -> Iterator[Record]:
+        """Only confirmations changed (collaborative): read the examples whose confirmed state flipped."""
+        rows = self._confirmed_rows(int(state["s"].get("done") or 0))
+        before = {int(x) for x in previous.get("c") or []}
+        changed = sorted(before ^ set(rows))
+        digests: dict[str, str] = dict(previous["d"])
+        state.update(d=digests, c=sorted(rows))
+        project = self.project()
+
+        def read(eid: int) -> tuple[Record, Annotation | None, list[tuple[Any, ...]], bool]:
+            raw = rows.get(eid) or _api_row(self.client.get(f"/v1/projects/{project.id}/examples/{eid}"))
+            document = self._document(raw)
+            pred = self._prediction(raw)
+            record = Record(document, predictions=[pred] if pred else [], native_ids={"example": eid})
+            annotation, keys = self._read_collaborative(eid, document.text)
+            model_keys = self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "")
+            confirmed = bool(annotation is not None and annotation.meta.get("confirmed"))
+            return record, annotation, keys, (not keys and not confirmed) or (pred is not None and keys == model_keys
+                                                                             and not confirmed)
+
+        # Two reads per example (labels, state): 8 in flight keep doccano's workers busy.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for record, annotation, keys, untouched in pool.map(read, changed):
+                eid = str(record.native_ids["example"])
+                if untouched:
+                    digests.pop(eid, None)
+                    continue
+                digest = _digest(keys, True if annotation is None else bool(annotation.meta.get("confirmed")))
+                if digests.get(eid) != digest and annotation is not None:
+                    record.annotations.append(annotation)
+                digests[eid] = digest
+                yield record
+
+    def _document(self, raw: dict[str, Any]) -> Document:
+        doc_id = _doc_id(raw)
+        meta: dict[str, Any]
+        if raw.get(KEY_META):
+            try:
+                meta = json.loads(raw[KEY_META])
+            except (TypeError, ValueError):
+                # The record is still yielded (so this is no skipped record): the meta is kept as text.
+                log.warning("doccano example %s: annobridge_meta is not JSON; kept as text", raw.get("id"))
+                meta = {KEY_META: raw[KEY_META]}
+        else:
+            meta = {k: v for k, v in raw.items() if k not in EXPORT_KEYS and not k.startswith("annobridge_")
+                    and v is not None}
+        return Document(doc_id, str(raw.get("text", "")), meta)
+
+    def _prediction(self, raw: dict[str, Any]) -> Prediction | None:
+        stored = raw.get(KEY_PRED)
+        if not stored:
+            return None
+        try:
+            pred = Prediction.from_dict(json.loads(stored))
+        except (TypeError, ValueError, KeyError) as exc:
+            log.warning("doccano example %s: stored prediction unreadable (%s); left out", raw.get("id"), exc)
+            return None
+        pred.native_ids = {"example": raw.get("id")}
+        return pred
+
+    def _convert_labels(
+        self, text: str, labels: list[tuple[Any, ...]], doc_id: str
+    ) -> tuple[list[Span], dict[str, float]]:
+        """doccano label keys (UTF-16 units) -> code-point spans claiming their text, and categories.
+
+        Conversions and drops are span notes (:meth:`note_span`), which the export counts; the record is kept.
+        """
+        spans: list[Span] = []
+        cats: dict[str, float] = {}
+        for key in labels:
+            if len(key) == 1:
+                cats[str(key[0])] = 1.0
+                continue
+            start, end = self._from_units(text, int(key[0])), self._from_units(text, int(key[1]))
+            if start is None or end is None:
+                reason = ("grapheme-mode offsets in a non-ASCII text are not supported" if self.project().grapheme_mode
+                          else "UTF-16 offset splits a character")
+                self.note_span(doc_id, "dropped", reason)
+                continue
+            checked = check_span(text, Span(start, end, str(key[2])))
+            if checked.span is None:
+                self.note_span(doc_id, "dropped", str(checked.note))
+                continue
+            if (start, end) != (int(key[0]), int(key[1])):
+                self.note_span(doc_id, "adjusted", "utf16 offsets converted")
+            if checked.note:
+                self.note_span(doc_id, "adjusted", checked.note)
+            span = checked.span
+            span.text = text[span.start : span.end]
+            spans.append(span)
+        if self.project().project_type == CLS:  # manual annotations are complete: unchosen = 0.0
+            for name in self.label_types().values():
+                cats.setdefault(name, 0.0)
+        return spans, cats
+
+    def _pull_individual(
+        self,
+        labels_by_file: dict[str, list[dict[str, Any]]],
+        confirmed: dict[str, set[int]],
+        previous: dict[str, str] | None,
+        digests: dict[str, str],
+    ) -> Iterator[Record]:
+        per_example: dict[int, dict[str, list[Any]]] = {}
+        raws: dict[int, dict[str, Any]] = {}
+        for user, rows in labels_by_file.items():
+            for raw in rows:
+                eid = int(raw["id"])
+                raws.setdefault(eid, raw)
+                per_example.setdefault(eid, {})[user] = raw.get("label") or []
+        for eid in sorted(raws):
+            raw = raws[eid]
+            document = self._document(raw)
+            pred = self._prediction(raw)
+            model_keys = self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "")
+            record = Record(document, predictions=[pred] if pred else [], native_ids={"example": eid})
+            for user, labels in sorted(per_example.get(eid, {}).items()):
+                keys = self._export_label_keys(labels)
+                is_confirmed = eid in confirmed.get(user, set())
+                if not keys and not is_confirmed:
+                    continue
+                if user == self.username and pred is not None and keys == model_keys and not is_confirmed:
+                    continue  # the adapter's own pre-annotation, already yielded as the prediction
+                digest = _digest(keys, is_confirmed)
+                key = f"{eid}/{user}"
+                digests[key] = digest
+                if previous is not None and previous.get(key) == digest:
+                    continue
+                spans, cats = self._convert_labels(document.text, keys, document.id)
+                record.annotations.append(Annotation(
+                    annotator=user, spans=spans, categories=cats, answer=Answer.ACCEPT,
+                    native_ids={"example": eid}, meta={"confirmed": is_confirmed},
+                ))
+            yield record
+
+    def _pull_collaborative(
+        self,
+        labels_by_file: dict[str, list[dict[str, Any]]],
+        confirmed: set[int],
+        previous: dict[str, str] | None,
+        since_dt: datetime | None,
+        digests: dict[str, str],
+    ) -> Iterator[Record]:
+        rows = next(iter(labels_by_file.values()), [])
+        plan: list[tuple[Record, bool]] = []
+        for raw in sorted(rows, key=lambda r: int(r["id"])):
+            eid = int(raw["id"])
+            document = self._document(raw)
+            pred = self._prediction(raw)
+            record = Record(document, predictions=[pred] if pred else [], native_ids={"example": eid})
+            keys = self._export_label_keys(raw.get("label") or [])
+            is_confirmed = eid in confirmed
+            model_keys = self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "")
+            if (not keys and not is_confirmed) or (pred is not None and keys == model_keys and not is_confirmed):
+                plan.append((record, False))  # untouched by people: nothing to attribute, no per-example reads
+                continue
+            digest = _digest(keys, is_confirmed)
+            digests[str(eid)] = digest
+            plan.append((record, previous is None or previous.get(str(eid)) != digest))
+
+        def read(item: tuple[Record, bool]) -> Annotation | None:
+            record, needed = item
+            if not needed:
+                return None
+            return self._read_collaborative(int(record.native_ids["example"]), record.text, record.id)[0]
+
+        # The export has no label users, so touched examples are read one by one: a few at a time, in order.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for offset in range(0, len(plan), 32):
+                chunk = plan[offset : offset + 32]
+                for (record, _needed), annotation in zip(chunk, pool.map(read, chunk), strict=True):
+                    recent = since_dt is None or (annotation is not None and annotation.timestamp is not None
+                                                  and annotation.timestamp > since_dt)
+                    if annotation is not None and recent:
+                        record.annotations.append(annotation)
+                    yield record
+
+    def _read_collaborative(self, eid: int, text: str, doc_id: str = ""
+                            ) -> tuple[Annotation | None, list[tuple[Any, ...]]]:
+        """Per-example read: each label with its user and timestamps, and who confirmed; and the label keys."""
+        project = self.project()
+        base = f"/v1/projects/{project.id}/examples/{eid}"
+        labels = self.client.get(f"{base}/{project.label_path}")
+        states_data = self.client.get(f"{base}/states")
+        states = states_data.get("results", []) if isinstance(states_data, dict) else states_data
+        users = self.users()
+        if any(int(lab["user"]) not in users for lab in labels):
+            users = self.users(refresh=True)
+        types = self.label_types()
+        if any(int(lab["label"]) not in types for lab in labels):
+            types = self.label_types(refresh=True)
+        labels = sorted(labels, key=lambda lab: (lab.get("start_offset", 0), lab.get("end_offset", 0), lab["id"]))
+        keys = [self._label_key(lab) for lab in labels]
+        spans, cats = self._convert_labels(text, keys, doc_id or f"doccano-{eid}")
+        label_users = [users.get(int(lab["user"]), str(lab["user"])) for lab in labels]
+        confirmed_by = users.get(int(states[0]["confirmed_by"])) if states else None
+        times = [as_datetime(lab.get("created_at")) for lab in labels]
+        updates = [as_datetime(lab.get("updated_at")) for lab in labels]
+        if states:
+            updates.append(as_datetime(states[0].get("confirmed_at")))
+        created = min((t for t in times if t), default=None)
+        updated = max((t for t in updates if t), default=None)
+        if not labels and not states:
+            return None, []
+        humans = sorted({u for u in label_users if u != self.username})
+        annotator = confirmed_by or "+".join(humans) or self.username
+        return Annotation(
+            annotator=annotator, spans=spans, categories=cats, answer=Answer.ACCEPT,
+            created_at=created or updated, updated_at=updated,
+            native_ids={"example": eid, "labels": [lab["id"] for lab in labels]},
+            meta={"confirmed": bool(states), "confirmed_by": confirmed_by, "collaborative": True,
+                  "label_users": label_users},
+        ), sorted(keys)
+
+
+def _row(raw: dict[str, Any]) -> _ExportRow:
+    return _ExportRow(int(raw["id"]), str(raw.get("text", "")), raw, list(raw.get("label") or []))
+
+
+def _doc_id(raw: dict[str, Any]) -> str:
+    value = raw.get(KEY_ID)
+    return str(value) if value not in (None, "") else f"doccano-{raw['id']}"
+
+
+def _digest(keys: list[tuple[Any, ...]], confirmed: bool) -> str:
+    return hashlib.sha1(json.dumps([keys, confirmed]).encode()).hexdigest()[:12]
+
+
+#: cursors longer than this are kept in a cache file and referred to by hash (the CLI prints cursors)
+INLINE_CURSOR_MAX = 2000
+
+
+def _cursor_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "annobridge" / "doccano-cursors"
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _api_row(example: dict[str, Any]) -> dict[str, Any]:
+    """An example from the REST API in the shape of an export row (meta keys next to id and text)."""
+    return {**(example.get("meta") or {}), "id": example["id"], "text": example.get("text", "")}
+
+
+def _encode_cursor(project_id: int, digests: dict[str, str], *, signature: dict[str, Any] | None = None,
+                   confirmed: list[int] | None = None) -> str:
+    """The cursor: per (example, member) label digests, doccano's counters and (collaborative) confirmed ids."""
+    state: dict[str, Any] = {"project": project_id, "d": digests}
+    if signature is not None:
+        state["s"] = signature
+    if confirmed is not None:
+        state["c"] = confirmed
+    data = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+    inline = CURSOR_PREFIX + base64.urlsafe_b64encode(zlib.compress(data, 9)).decode()
+    if len(inline) <= INLINE_CURSOR_MAX:
+        return inline
+    # One digest per annotated example and annotator: too long to print, so it goes to a cache file.
+    name = hashlib.sha256(data).hexdigest()[:24]
+    folder = _cursor_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp"
+    tmp.write_bytes(zlib.compress(data, 6))
+    os.replace(tmp, folder / f"{name}.json.z")
+    return f"{CURSOR_PREFIX}file:{name}"
+
+
+def _decode_cursor(cursor: str, project_id: int) -> dict[str, str]:
+    """The label digests of a cursor."""
+    return dict(_decode_cursor_state(cursor, project_id)["d"])
+
+
+def _decode_cursor_state(cursor: str, project_id: int) -> dict[str, Any]:
+    body = cursor[len(CURSOR_PREFIX):]
+    try:
+        if body.startswith("file:"):
+            path = _cursor_dir() / f"{body[5:]}.json.z"
+            if not path.exists():
+                raise UsageError(f"The state of this doccano cursor is not on this machine ({path}); do a full pull")
+            raw = zlib.decompress(path.read_bytes())
+        else:
+            raw = zlib.decompress(base64.urlsafe_b64decode(body))
+        data = json.loads(raw)
+    except (ValueError, zlib.error) as exc:
+        raise UsageError(f"Unreadable doccano cursor ({exc})") from None
+    if data.get("project") != project_id:
+        raise UsageError(f"This cursor belongs to doccano project {data.get('project')}, not {project_id}")
+    return {"d": {str(k): str(v) for k, v in data.get("d", {}).items()}, "s": data.get("s"), "c": data.get("c")}
+
+
+@hookimpl
+def register_adapters(register: Any) -> None:
+    register(DoccanoAdapter)

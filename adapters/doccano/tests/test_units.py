@@ -1,0 +1,65 @@
+"""Doccano adapter parts that need no server: URLs, credentials, cursors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import annobridge_doccano as mod
+from annobridge.adapter import AdapterURL
+from annobridge.config import AdapterConfig
+from annobridge.errors import UsageError
+from annobridge_doccano import DoccanoAdapter
+
+CREDS = AdapterConfig({"username": "u", "password": "p"}, env={})
+
+
+def make(url: str, config: AdapterConfig = CREDS) -> DoccanoAdapter:
+    return DoccanoAdapter(AdapterURL.parse(url), config)
+
+
+def test_url_forms() -> None:
+    adapter = make("doccano://127.0.0.1:8000/projects/7")
+    assert adapter.project_id == 7 and adapter.client.base_url == "http://127.0.0.1:8000"
+    adapter = make("doccano://127.0.0.1:8000/projects/new?name=news&collaborative=true")
+    assert adapter.project_id is None and adapter.new_name == "news"
+    assert make("doccano://doccano.example.org/projects/1").client.base_url.startswith("https://")
+    for bad in ("doccano://127.0.0.1:8000/", "doccano://127.0.0.1:8000/projects/new", "doccano://h/projects/x"):
+        with pytest.raises(UsageError):
+            make(bad)
+
+
+def test_credentials_from_env_and_never_shown() -> None:
+    config = AdapterConfig({}, env={"DOCCANO_USERNAME": "alice", "DOCCANO_PASSWORD": "s3cret-pass"})
+    adapter = make("doccano://127.0.0.1:8000/projects/1", config)
+    assert adapter.username == "alice"
+    assert "s3cret-pass" not in repr(vars(adapter.client))
+    with pytest.raises(UsageError, match="DOCCANO_USERNAME"):
+        make("doccano://127.0.0.1:8000/projects/1", AdapterConfig({}, env={}))
+
+
+def test_cursor_round_trip_inline_and_spilled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    small = {"1/ann": "abc"}
+    cursor = mod._encode_cursor(3, small)
+    assert cursor.startswith(mod.CURSOR_PREFIX) and "file:" not in cursor
+    assert mod._decode_cursor(cursor, 3) == small
+    big = {f"{i}/annotator{i % 3}": f"{i * 7919:012x}" for i in range(5000)}
+    cursor = mod._encode_cursor(3, big)
+    assert len(cursor) < 100 and "file:" in cursor
+    assert mod._decode_cursor(cursor, 3) == big
+    with pytest.raises(UsageError, match="project 3"):
+        mod._decode_cursor(cursor, 4)
+    for path in (tmp_path / "annobridge" / "doccano-cursors").iterdir():
+        path.unlink()
+    with pytest.raises(UsageError, match="full pull"):
+        mod._decode_cursor(cursor, 3)
+
+
+def test_registered_as_plugin() -> None:
+    from annobridge.plugins import adapter_class, open_adapter
+
+    assert adapter_class("doccano") is DoccanoAdapter
+    adapter = open_adapter("doccano://127.0.0.1:8000/projects/2", CREDS)
+    assert isinstance(adapter, DoccanoAdapter) and adapter.project_id == 2

@@ -1,0 +1,774 @@
+"""``labelstudio://HOST:PORT/projects/ID`` - Label Studio over its REST API (httpx; no SDK).
+
+URL forms
+  ``labelstudio://HOST:PORT/projects/ID``            an existing project
+  ``labelstudio://HOST:PORT/projects/new?title=T``   the project titled T; :meth:`ensure_project` creates it from a
+                                                    :class:`LabelSchema` when missing (a second run finds it again)
+  ``labelstudio+http://...`` / ``labelstudio+https://...`` force the transport (default: https, http on loopback)
+  query options: ``chunk_size`` (tasks per import request, default 5000), ``page_size`` (tasks per page of an
+  incremental pull, default 500), ``sampling=keep`` (do not switch the
+  project to uncertainty sampling after pushing predictions), ``timeout`` (seconds per request).
+The host may be left out (``labelstudio:///projects/3``): then ``LABEL_STUDIO_URL`` (or ``url`` in the config) says
+where the server is. The key comes from ``LABEL_STUDIO_API_KEY`` or ``api_key`` in the config: a legacy token
+(sent as ``Token``) or a personal access token (a JWT, traded for short-lived access tokens and refreshed).
+
+How things are kept:
+  * every task carries the annobridge document id in ``data.annobridge_id`` (and ``Document.meta`` in the task
+    ``meta``), so a re-import finds what is there and adds nothing twice;
+  * a full pull reads a snapshot export (one server-side query, full prediction objects), streamed and parsed
+    one task at a time; an incremental pull lists tasks whose ``updated_at`` moved past the cursor;
+  * the cursor knows each annotation's id and ``updated_at``, so an incremental pull yields only new or changed
+    annotations and reports deleted ones in ``record.native_ids["deleted_annotation_ids"]`` and
+    :attr:`LabelStudioAdapter.deleted`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import time
+from collections.abc import Collection, Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from annobridge.kit import (
+    Adapter,
+    AdapterConfig,
+    AdapterError,
+    AdapterURL,
+    Annotation,
+    Answer,
+    Capabilities,
+    Document,
+    ImportResult,
+    LabelSchema,
+    Prediction,
+    Record,
+    SchemaError,
+    Span,
+    UsageError,
+    as_datetime,
+    check_span,
+    hookimpl,
+)
+
+from .labelconfig import LabelConfig, label_config_for
+
+if TYPE_CHECKING:
+    from .client import LabelStudioClient
+
+__all__ = ["Cursor", "LabelStudioAdapter", "iter_json_array", "label_config_for"]
+
+ID_KEY = "annobridge_id"
+UNCERTAINTY = "Uncertainty sampling"
+_PROJECT_PATH = re.compile(r"^/?projects/(\d+|new)/?$")
+
+
+def iter_json_array(chunks: Iterable[bytes], skip: int = 0) -> Iterator[Any]:
+    """Yield the items of a JSON array arriving in byte chunks, holding one item (plus a chunk) in memory."""
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    buf = ""
+    pos = 0
+    started = False
+    index = 0
+    for chunk in chunks:
+        buf = buf[pos:] + utf8.decode(chunk)
+        pos = 0
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(buf):
+                break
+            if not started:
+                if buf[pos] != "[":
+                    raise AdapterError("Label Studio's export is not a JSON array.")
+                started = True
+                pos += 1
+                continue
+            if buf[pos] == "]":
+                return
+            try:
+                item, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError:
+                break  # the item continues in the next chunk
+            pos = end
+            if index >= skip:
+                yield item
+            index += 1
+    buf = buf[pos:] + utf8.decode(b"", final=True)
+    if buf.strip() not in ("", "]"):
+        raise AdapterError("Label Studio's export ended in the middle of a task (truncated download).")
+
+
+class Cursor(dict):  # type: ignore[type-arg]
+    """The state an incremental pull starts from: a JSON-serialisable dict (``watermark``, ``project``,
+    ``complete``, ``seen``). Its ``str`` is just the watermark, short enough for a command line: passing that back
+    as ``since`` gives a timestamp-based pull (exact tracking and named deletions need the whole dict)."""
+
+    def __str__(self) -> str:
+        return str(self.get("watermark", ""))
+
+    def isoformat(self) -> str:
+        return str(self)
+
+
+def _batches_by_size(ids: list[str], budget: int) -> Iterator[list[str]]:
+    """Split ids into lists whose URL-encoded JSON stays under ``budget`` characters."""
+    from urllib.parse import quote
+
+    batch: list[str] = []
+    size = 0
+    for doc_id in ids:
+        cost = len(quote(json.dumps(doc_id))) + 3
+        if batch and size + cost > budget:
+            yield batch
+            batch, size = [], 0
+        batch.append(doc_id)
+        size += cost
+    if batch:
+        yield batch
+
+
+def _aid(annotation: Annotation) -> str:
+    return str(annotation.native_ids.get("annotation_id"))
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LabelStudioAdapter(Adapter):
+    scheme = "labelstudio"
+    description = "Label Studio projects over the REST API (legacy token or personal access token)"
+    url_example = "labelstudio://127.0.0.1:8080/projects/1"
+    capabilities = Capabilities(
+        create_project=True,
+        import_documents=True,
+        push_predictions=True,
+        pull=True,
+        pull_since=True,
+        per_annotator=True,
+        prediction_scores=True,
+        overlapping_spans=True,
+    )
+
+    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *, client: LabelStudioClient | None = None
+                 ) -> None:
+        super().__init__(url, config)
+        match = _PROJECT_PATH.match(url.path or "")
+        if not match:
+            raise UsageError(
+                f"{url}: expected labelstudio://HOST:PORT/projects/ID or labelstudio://HOST:PORT/projects/new?title=..."
+            )
+        self.project_id: int | None = None if match.group(1) == "new" else int(match.group(1))
+        self.title: str | None = url.params.get("title")
+        if self.project_id is None and not self.title:
+            raise UsageError(f"{url}: projects/new needs a title, e.g. labelstudio://HOST:PORT/projects/new?title=News")
+        self.chunk_size = int(url.params.get("chunk_size", 5000))
+        self.page_size = int(url.params.get("page_size", 500))
+        self.set_sampling = url.params.get("sampling", "uncertainty") != "keep"
+        if client is None:
+            from .client import LabelStudioClient  # httpx comes with the `labelstudio` extra
+
+            client = LabelStudioClient(
+                self.config.server_url(url, env="LABEL_STUDIO_URL"),
+                self.config.secret("api_key", env="LABEL_STUDIO_API_KEY"),
+                timeout=float(url.params.get("timeout", 300)), allow_http=url.transport == "http",
+            )
+        self.client = client
+        self._label_config: LabelConfig | None = None
+        self._users: dict[int, str] | None = None
+        #: (document id, annotation id) of annotations an incremental pull found deleted
+        self.deleted: list[tuple[str, int]] = []
+        #: offsets repaired on the last pull, as (where, what was done)
+        self.repaired: list[tuple[str, str]] = []
+        #: how often the last full pull's download broke off and was resumed
+        self.resumed = 0
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- project -----------------------------------------------------------------------------
+    def _project_id(self, create_with: LabelSchema | None = None) -> int:
+        if self.project_id is not None:
+            return self.project_id
+        assert self.title is not None
+        for project in self.client.iter_items(
+                self.client.pages_numbered("/api/projects/", params={"title": self.title}, page_size=100)):
+            if project.get("title") == self.title:
+                self.project_id = int(project["id"])
+                return self.project_id
+        if create_with is None:
+            raise UsageError(f"No Label Studio project titled {self.title!r}; import with a schema to create it.")
+        resp = self.client.request("POST", "/api/projects/", json={
+            "title": self.title,
+            "label_config": label_config_for(create_with),
+            "description": f"annobridge {create_with.task.value} project",
+        }, idempotent=True)  # a retried create is found again by title next time; a duplicate is harmless
+        self.project_id = int(resp.json()["id"])
+        return self.project_id
+
+    def project(self) -> dict[str, Any]:
+        return dict(self.client.get_json(f"/api/projects/{self._project_id()}/"))
+
+    def label_config(self) -> LabelConfig:
+        if self._label_config is None:
+            self._label_config = LabelConfig.parse(self.project()["label_config"])
+        return self._label_config
+
+    def ensure_project(self, schema: LabelSchema) -> int:
+        """The project's id; created from ``schema`` for ``projects/new?title=``; its config must cover the labels."""
+        pid = self._project_id(create_with=schema)
+        self._label_config = None
+        self.label_config().check_schema(schema)
+        return pid
+
+    def count(self) -> int | None:
+        return int(self.project().get("task_number") or 0)
+
+    def source_schema(self) -> LabelSchema | None:
+        """What the project's label config asks for (``<Labels>`` -> a span task, ``<Choices>`` -> textcat)."""
+        return self.label_config().schema()
+
+    # -- import ----------------------------------------------------------------------------------
+    def _result_items(self, pred: Prediction | Annotation, text: str, where: str) -> list[dict[str, Any]]:
+        """Label Studio result items for a prediction; refuses labels the project's config lacks."""
+        config = self.label_config()
+        obj_name, _key = config.text_object()
+        items: list[dict[str, Any]] = []
+        for span in pred.spans:
+            control = config.span_control_for(span.label)
+            if not (0 <= span.start < span.end <= len(text)):
+                raise SchemaError(f"{where}: span {span.start}-{span.end} is outside the text ({len(text)} chars).")
+            item: dict[str, Any] = {
+                "from_name": control.name, "to_name": control.to_name or obj_name, "type": control.tag,
+                "value": {"start": span.start, "end": span.end, "text": text[span.start:span.end],
+                          "labels": [span.label]},
+            }
+            if span.score is not None:
+                item["score"] = float(span.score)
+            items.append(item)
+        if pred.categories:
+            by_control: dict[str, list[tuple[str, float]]] = {}
+            for label, prob in pred.categories.items():
+                control = config.choice_control_for(label)
+                by_control.setdefault(control.name, []).append((label, float(prob)))
+            for name, probs in by_control.items():
+                control = config.controls[name]
+                if control.multiple:
+                    chosen = [(lab, p) for lab, p in probs if p >= 0.5]
+                else:
+                    chosen = [max(probs, key=lambda x: x[1])]
+                if not chosen:
+                    continue
+                items.append({
+                    "from_name": control.name, "to_name": control.to_name or obj_name, "type": control.tag,
+                    "value": {"choices": [lab for lab, _ in chosen]},
+                    "score": min(p for _, p in chosen),
+                })
+        return items
+
+    @staticmethod
+    def _task_score(pred: Prediction) -> float | None:
+        """Per-task score: the prediction's own, else the least confident region (what uncertainty sampling wants:
+        the lowest score is served first)."""
+        if pred.score is not None:
+            return float(pred.score)
+        scores = [s.score for s in pred.spans if s.score is not None]
+        if pred.categories:
+            scores.append(max(pred.categories.values()))
+        return float(min(scores)) if scores else None
+
+    def _prediction_json(self, doc: Document, pred: Prediction) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model_version": pred.model_version,
+            "result": self._result_items(pred, doc.text, f"document {doc.id!r}"),
+        }
+        score = self._task_score(pred)
+        if score is not None:
+            body["score"] = score
+        return body
+
+    def _task_json(self, doc: Document, pred: Prediction | None) -> dict[str, Any]:
+        _obj, key = self.label_config().text_object()
+        task: dict[str, Any] = {"data": {key: doc.text, ID_KEY: doc.id}}
+        if doc.meta:
+            task["meta"] = doc.meta
+        if pred is not None:
+            task["predictions"] = [self._prediction_json(doc, pred)]
+        return task
+
+    def find_tasks(self, doc_ids: Iterable[str]) -> dict[str, int]:
+        """Map annobridge document ids to task ids (ids not in the project are left out)."""
+        found: dict[str, int] = {}
+        for batch in _batches_by_size(list(dict.fromkeys(doc_ids)), budget=24_000):
+            # Batched by encoded size: the ids travel in the query string, which the server caps at 64 KiB.
+            query = {"filters": {"conjunction": "and", "items": [
+                {"filter": f"filter:tasks:data.{ID_KEY}", "operator": "in_list", "type": "String", "value": batch}]}}
+            for task in self._tasks({"include": "id,data", "query": json.dumps(query)}, 1000):
+                doc_id = (task.get("data") or {}).get(ID_KEY)
+                if doc_id is not None:
+                    found.setdefault(str(doc_id), int(task["id"]))
+        return found
+
+    def _tasks(self, params: dict[str, Any], page_size: int) -> Iterator[dict[str, Any]]:
+        """The project's tasks through ``/api/tasks/`` (page numbers; 404 past the last page)."""
+        pages = self.client.pages_numbered("/api/tasks/", params={"project": self._project_id(), **params},
+                                           page_size=page_size, items="tasks")
+        return self.client.iter_items(pages)
+
+    def import_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        schema: LabelSchema | None = None,
+        predictions: dict[str, Prediction] | None = None,
+    ) -> ImportResult:
+        if schema is not None:
+            self.ensure_project(schema)
+        pairs = ((doc, (predictions or {}).get(doc.id)) for doc in documents)
+        return self._import(pairs)
+
+    def _import(self, pairs: Iterable[tuple[Document, Prediction | None]]) -> ImportResult:
+        pid = self._project_id()
+        empty = not self.count()  # a new project needs no look-up of what is there
+        result = ImportResult()
+        model_versions: list[str] = []
+        chunk: list[tuple[Document, Prediction | None]] = []
+        seen: set[str] = set()
+
+        def flush() -> None:
+            if chunk:
+                result.merge(self._import_chunk(pid, chunk, check_existing=not empty))
+                chunk.clear()
+
+        for doc, pred in pairs:
+            if doc.id in seen:
+                result.existing += 1
+                continue
+            seen.add(doc.id)
+            if pred is not None and pred.model_version not in model_versions:
+                model_versions.append(pred.model_version)
+            chunk.append((doc, pred))
+            if len(chunk) >= self.chunk_size:
+                flush()
+        flush()
+        if model_versions:
+            self._set_model_version(model_versions[-1])
+        return result
+
+    def _import_chunk(self, pid: int, chunk: list[tuple[Document, Prediction | None]], *, check_existing: bool
+                      ) -> ImportResult:
+        result = ImportResult()
+        todo = chunk
+        if check_existing:
+            existing = self.find_tasks(doc.id for doc, _ in chunk)
+            result.existing += len(existing)
+            result.native_ids.update(existing)
+            todo = [(doc, pred) for doc, pred in chunk if doc.id not in existing]
+        from annobridge.http import AmbiguousWrite
+
+        body = [self._task_json(doc, pred) for doc, pred in todo]  # validates labels before anything is sent
+        for _attempt in range(5):
+            if not body:
+                return result
+            ids = [doc.id for doc, _ in todo]
+            try:
+                resp = self.client.request("POST", f"/api/projects/{pid}/import", params={"return_task_ids": "true"},
+                                           json=body, reconcile=lambda ids=ids: self.find_tasks(ids))
+            except AmbiguousWrite as exc:
+                if exc.reconcile_error is not None:
+                    raise
+                # The server may have stored the chunk (or part of it) before failing: the reconcile hook asked
+                # which documents are there now; send only the others.
+                there: dict[str, int] = exc.reconciled
+                result.created += len(there)
+                result.native_ids.update(there)
+                todo = [(doc, pred) for doc, pred in todo if doc.id not in there]
+                body = [task for task in body if task["data"][ID_KEY] not in there]
+                continue
+            task_ids = resp.json().get("task_ids") or []
+            result.created += len(body)
+            if len(task_ids) == len(todo):
+                result.native_ids.update({doc.id: int(tid) for (doc, _), tid in zip(todo, task_ids, strict=True)})
+            return result
+        for doc, _ in todo:
+            result.failed.append((doc.id, "the import request kept failing"))
+        return result
+
+    def _set_model_version(self, model_version: str) -> None:
+        """Make the newest model the project's, so task scores and uncertainty sampling use its predictions."""
+        body: dict[str, Any] = {"model_version": model_version}
+        if self.set_sampling:
+            body["sampling"] = UNCERTAINTY
+        self.client.request("PATCH", f"/api/projects/{self._project_id()}/", json=body, idempotent=True)
+
+    def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
+        """Add predictions in bulk; documents not in the project are imported with theirs inline.
+
+        A task that already has a prediction of the same ``model_version`` is counted as existing, so a re-run
+        adds nothing twice.
+        """
+        pid = self._project_id()
+        result = ImportResult()
+        model_versions: list[str] = []
+        batch: list[tuple[Document, Prediction]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            tasks = self.find_tasks(doc.id for doc, _ in batch)
+            have = self._prediction_versions(list(tasks.values()), {p.model_version for _, p in batch})
+            missing = [(doc, pred) for doc, pred in batch if doc.id not in tasks]
+            if missing:
+                sub = self._import_chunk(pid, list(missing), check_existing=False)
+                result.merge(sub)
+            body = []
+            for doc, pred in batch:
+                tid = tasks.get(doc.id)
+                if tid is None:
+                    continue
+                if pred.model_version in have.get(tid, ()):
+                    result.existing += 1
+                    continue
+                body.append({"task": tid, **self._prediction_json(doc, pred)})
+                result.native_ids[doc.id] = tid
+            if body:
+                self._post_predictions(pid, body)
+                result.created += len(body)
+            batch.clear()
+
+        for doc, pred in items:
+            if pred.model_version not in model_versions:
+                model_versions.append(pred.model_version)
+            batch.append((doc, pred))
+            if len(batch) >= self.chunk_size:
+                flush()
+        flush()
+        if model_versions:
+            self._set_model_version(model_versions[-1])
+        return result
+
+    def _tasks_with_version(self, task_ids: list[int], model_version: str) -> set[int]:
+        """Which of ``task_ids`` already hold a prediction of ``model_version``."""
+        found: set[int] = set()
+        for i in range(0, len(task_ids), 400):
+            # The value must be a list: a plain string is matched per character and selects every task.
+            query = {"filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List",
+                 "value": [model_version]},
+                {"filter": "filter:tasks:id", "operator": "in_list", "type": "Number", "value": task_ids[i:i + 400]},
+            ]}}
+            found.update(int(t["id"]) for t in self._tasks({"include": "id", "query": json.dumps(query)}, 1000))
+        return found
+
+    def _prediction_versions(self, task_ids: list[int], model_versions: Iterable[str]) -> dict[int, set[str]]:
+        versions: dict[int, set[str]] = {}
+        for mv in set(model_versions):
+            for tid in self._tasks_with_version(task_ids, mv):
+                versions.setdefault(tid, set()).add(mv)
+        return versions
+
+    def _post_predictions(self, pid: int, body: list[dict[str, Any]]) -> None:
+        from annobridge.http import AmbiguousWrite
+
+        def landed() -> dict[int, set[str]]:
+            return self._prediction_versions([int(p["task"]) for p in body], {p["model_version"] for p in body})
+
+        try:
+            self.client.request("POST", f"/api/projects/{pid}/import/predictions", json=body, reconcile=landed)
+        except AmbiguousWrite as exc:
+            if exc.reconcile_error is not None:
+                raise
+            # Send again only to tasks that did not get this model version.
+            have: dict[int, set[str]] = exc.reconciled
+            rest = [p for p in body if p["model_version"] not in have.get(int(p["task"]), set())]
+            if rest:
+                self.client.request("POST", f"/api/projects/{pid}/import/predictions", json=rest)
+
+    # -- pull ----------------------------------------------------------------------------------------
+    def _user_name(self, completed_by: Any) -> str:
+        if isinstance(completed_by, dict):
+            return str(completed_by.get("email") or completed_by.get("id"))
+        if completed_by is None:
+            return "unknown"
+        if self._users is None:
+            self._users = {}
+            try:
+                users = self.client.get_json("/api/users/")
+                for user in users if isinstance(users, list) else users.get("results", []):
+                    self._users[int(user["id"])] = str(user.get("email") or user["id"])
+            except AdapterError:
+                pass  # annotators then show as their numeric ids
+        return self._users.get(int(completed_by), str(completed_by))
+
+    def _doc_id(self, task: dict[str, Any]) -> str:
+        data = task.get("data") or {}
+        value = data.get(ID_KEY)
+        if value is None:
+            value = data.get("doc_id", data.get("id"))
+        return str(value) if value is not None else f"ls-task-{task.get('id')}"
+
+    def _convert_results(self, results: list[Any], text: str, where: str, note_repairs: list[str],
+                         prediction: bool = False, doc_id: str = "") -> tuple[list[Span], dict[str, float], list[Any]]:
+        """Spans (checked against the text, repairs noted), categories and unmapped items of one result list.
+
+        A span that cannot be kept or had to be repaired is noted with :meth:`note_span` (for annotations: the
+        export counts it); it never makes the record count as skipped.
+        """
+        config = self.label_config()
+        spans: list[Span] = []
+        categories: dict[str, float] = {}
+        other: list[Any] = []
+        for n, item in enumerate(results or []):
+            if not isinstance(item, dict):
+                other.append(item)
+                continue
+            kind = str(item.get("type", "")).lower()
+            value = item.get("value") or {}
+            score = item.get("score")
+            if kind in ("labels", "hypertextlabels", "paragraphlabels") and "start" in value:
+                for label in value.get("labels") or []:
+                    try:
+                        span = Span(int(value["start"]), int(value["end"]), str(label),
+                                    score=float(score) if score is not None else None, text=value.get("text"))
+                    except (TypeError, ValueError, KeyError):
+                        self._span_note(doc_id, "dropped", "span without usable offsets",
+                                        f"{where} result {n}: {value!r}"[:200], prediction)
+                        continue
+                    checked = check_span(text, span)
+                    if checked.span is None:
+                        self._span_note(doc_id, "dropped", str(checked.note),
+                                        f"{where} result {n}: span {span.start}-{span.end} {label}", prediction)
+                        continue
+                    if checked.note:
+                        note = f"span {span.start}-{span.end} {label}: {checked.note}"
+                        note_repairs.append(note)
+                        self.repaired.append((where, note))
+                        self._span_note(doc_id, "adjusted", checked.note, where, prediction)
+                    spans.append(checked.span)
+            elif kind in ("choices", "taxonomy"):
+                control = config.controls.get(str(item.get("from_name")))
+                chosen = [c if isinstance(c, str) else "/".join(map(str, c)) for c in value.get("choices") or []]
+                if control is not None and control.is_choice:
+                    for label in control.labels:
+                        categories.setdefault(label, 0.0)
+                for label in chosen:
+                    categories[label] = float(score) if prediction and score is not None else 1.0
+            else:
+                other.append(item)
+        return spans, categories, other
+
+    def _span_note(self, doc_id: str, kind: str, why: str, where: str, prediction: bool) -> None:
+        """``why`` is the reason the export counts by; ``where`` the detail kept in :attr:`repaired`."""
+        # Prediction spans are not training data: what happened to them stays in `repaired`, out of the counts.
+        if prediction:
+            if kind == "dropped":
+                self.repaired.append((where, f"prediction span dropped: {why}"))
+            return
+        if kind == "dropped":
+            self.repaired.append((where, f"span dropped: {why}"))
+        self.note_span(doc_id, kind, why)
+
+    def _annotation(self, raw: dict[str, Any], text: str, where: str, doc_id: str = "") -> Annotation:
+        repairs: list[str] = []
+        spans, categories, other = self._convert_results(raw.get("result") or [], text, where, repairs,
+                                                         doc_id=doc_id)
+        meta: dict[str, Any] = {}
+        if raw.get("lead_time") is not None:
+            meta["lead_time"] = raw["lead_time"]
+        if repairs:
+            meta["offsets_repaired"] = repairs
+        if other:
+            meta["unmapped_results"] = other
+        native: dict[str, Any] = {"annotation_id": raw.get("id")}
+        completed_by = raw.get("completed_by")
+        if completed_by is not None:
+            native["user_id"] = completed_by.get("id") if isinstance(completed_by, dict) else completed_by
+        return Annotation(
+            annotator=self._user_name(completed_by),
+            spans=spans,
+            categories=categories,
+            answer=Answer.SKIP if raw.get("was_cancelled") else Answer.ACCEPT,
+            ground_truth=bool(raw.get("ground_truth")),
+            created_at=as_datetime(raw.get("created_at")),
+            updated_at=as_datetime(raw.get("updated_at")),
+            native_ids=native,
+            meta=meta,
+        )
+
+    def _prediction(self, raw: Any, text: str, where: str) -> Prediction | None:
+        if not isinstance(raw, dict):  # an id only (easy export); nothing to map
+            return None
+        repairs: list[str] = []
+        spans, categories, _other = self._convert_results(raw.get("result") or [], text, where, repairs,
+                                                          prediction=True, doc_id=where)
+        return Prediction(
+            model_version=str(raw.get("model_version") or ""),
+            spans=spans,
+            categories=categories,
+            score=raw.get("score"),
+            created_at=as_datetime(raw.get("created_at")),
+            native_ids={"prediction_id": raw.get("id")},
+        )
+
+    def _record(self, task: dict[str, Any]) -> Record | None:
+        _obj, key = self.label_config().text_object()
+        data = task.get("data") or {}
+        where = f"task {task.get('id')}"
+        text = data.get(key)
+        if not isinstance(text, str):
+            self.skip(where, f"task data has no text under {key!r}")
+            return None
+        meta = dict(task.get("meta") or {}) if isinstance(task.get("meta"), dict) else {}
+        for k, v in data.items():
+            if k not in (key, ID_KEY):
+                meta.setdefault(k, v)
+        record = Record(Document(self._doc_id(task), text, meta),
+                        native_ids={"task_id": task.get("id"), "project_id": self._project_id()})
+        for raw in task.get("annotations") or []:
+            if isinstance(raw, dict):
+                record.annotations.append(
+                    self._annotation(raw, text, f"{where} annotation {raw.get('id')}", record.id))
+        for raw in task.get("predictions") or []:
+            pred = self._prediction(raw, text, f"{where} prediction")
+            if pred is not None:
+                record.predictions.append(pred)
+        return record
+
+    def _server_now(self) -> datetime:
+        resp = self.client.request("GET", "/api/version")
+        try:
+            return parsedate_to_datetime(resp.headers["date"])
+        except (KeyError, TypeError, ValueError):
+            return datetime.now(timezone.utc)
+
+    def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+        self.span_notes.clear()  # the notes are those of the latest pull
+        self.deleted = []
+        self.repaired = []
+        self.resumed = 0
+        pid = self._project_id()
+        # Changes made while this pull runs must show up next time: the watermark is taken before reading, with
+        # slack for the HTTP date's one-second resolution; the seen map keeps them from being yielded twice.
+        watermark = self._server_now() - timedelta(seconds=2)
+        # seen: task id -> {annotation id: updated_at} as of the cursor. A cursor is "complete" when it came from a
+        # full pull (or a pull on a complete cursor): then a task missing from it had no annotations at all.
+        seen: dict[str, dict[str, str]] = {}
+        complete = since is None
+        since_dt: datetime | None = None
+        if isinstance(since, str) and since.lstrip().startswith("{"):
+            try:
+                since = json.loads(since)
+            except json.JSONDecodeError:
+                raise UsageError("since: not a JSON cursor nor a date") from None
+        if since is None:
+            tasks = self._export_tasks(pid)
+        elif isinstance(since, dict) and "watermark" in since:
+            if since.get("project") not in (None, pid):
+                raise UsageError(f"This cursor belongs to project {since.get('project')}, not {pid}.")
+            seen = {str(k): dict(v) for k, v in (since.get("seen") or {}).items()}
+            complete = bool(since.get("complete"))
+            since_dt = as_datetime(since["watermark"])
+            tasks = self._changed_tasks(pid, since_dt)
+        else:
+            since_dt = as_datetime(since)
+            tasks = self._changed_tasks(pid, since_dt)
+        keep = set(answers) if answers is not None else None
+        for task in tasks:
+            record = self._record(task)
+            if record is None:
+                continue
+            tid = str(task.get("id"))
+            before = seen.get(tid)
+            now = {_aid(a): _iso(a.updated_at) if a.updated_at else "" for a in record.annotations}
+            if since is not None:
+                if before is not None or complete:
+                    known = before or {}
+                    record.annotations = [a for a in record.annotations if known.get(_aid(a)) != now[_aid(a)]]
+                    gone = sorted(int(x) for x in known if x not in now)
+                    if gone:
+                        record.native_ids["deleted_annotation_ids"] = gone
+                        self.deleted.extend((record.id, x) for x in gone)
+                else:  # no record of this task: fall back to timestamps
+                    record.annotations = [
+                        a for a in record.annotations if a.timestamp and since_dt and a.timestamp > since_dt]
+            if now:
+                seen[tid] = now
+            else:
+                seen.pop(tid, None)
+            if since is not None and not record.annotations and "deleted_annotation_ids" not in record.native_ids:
+                continue
+            if keep is not None:
+                record.annotations = [a for a in record.annotations if a.answer in keep]
+            yield record
+        self.cursor = Cursor(watermark=_iso(watermark), project=pid, complete=complete, seen=seen)
+
+    def _export_tasks(self, pid: int) -> Iterator[dict[str, Any]]:
+        """All tasks, from a snapshot export: created once, then downloaded and parsed as a stream.
+
+        If the connection drops mid-download (server restart), the download starts again and skips the tasks
+        already yielded: the snapshot file does not change, so its order is stable.
+        """
+        resp = self.client.request("POST", f"/api/projects/{pid}/exports/", json={
+            "title": "annobridge pull",
+            # Full predictions (the plain export gives bare ids); annotators as ids, resolved to emails with one
+            # /api/users/ call, which is cheaper for the server than one user object per annotation.
+            "serialization_options": {"predictions": {"only_id": False}, "drafts": {"only_id": True},
+                                      "annotations__completed_by": {"only_id": True}},
+            "task_filter_options": {"only_with_annotations": False},
+            "annotation_filter_options": {"usual": True, "ground_truth": True, "skipped": True},
+        }, idempotent=True)  # a second snapshot after a retried create costs time, not correctness
+        export = resp.json()
+        eid = export["id"]
+        deadline = time.monotonic() + 3600
+        while export.get("status") not in ("completed", "failed"):
+            if time.monotonic() > deadline:
+                raise AdapterError(f"Label Studio export {eid} did not finish within an hour.")
+            time.sleep(0.5)
+            export = self.client.get_json(f"/api/projects/{pid}/exports/{eid}")
+        if export.get("status") == "failed":
+            raise AdapterError(f"Label Studio export {eid} of project {pid} failed on the server.")
+        done = 0
+        try:
+            for _attempt in range(20):
+                try:
+                    with self.client.stream("GET", f"/api/projects/{pid}/exports/{eid}/download",
+                                            params={"exportType": "JSON"}) as resp:
+                        for task in iter_json_array(resp.iter_bytes(1 << 16), skip=done):
+                            done += 1
+                            yield task
+                    return
+                except Exception as exc:
+                    import httpx
+
+                    # AdapterError: the retried request gave up; TransportError: the body stream broke off.
+                    if not isinstance(exc, (AdapterError, httpx.TransportError, OSError)):
+                        raise
+                    last: Exception = exc
+                    self.resumed += 1
+            raise AdapterError(f"Label Studio export download kept failing: {last}")
+        finally:
+            # The snapshot file is only a means; do not let pulls pile them up on the server.
+            try:
+                self.client.request("DELETE", f"/api/projects/{pid}/exports/{eid}", ok=(404,))
+            except AdapterError:
+                pass
+
+    def _changed_tasks(self, pid: int, since: datetime | None) -> Iterator[dict[str, Any]]:
+        """Tasks whose ``updated_at`` is after ``since``, in id order (stable while tasks change)."""
+        items = []
+        if since is not None:
+            items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
+                          "value": _iso(since)})
+        query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
+        yield from self._tasks({"fields": "all", "query": query}, self.page_size)
+
+
+@hookimpl
+def register_adapters(register: Any) -> None:
+    register(LabelStudioAdapter)
+

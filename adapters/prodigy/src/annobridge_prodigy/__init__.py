@@ -1,0 +1,418 @@
+"""``prodigy:`` - Prodigy task JSONL and Prodigy databases (SQLite, PostgreSQL).
+
+URL forms::
+
+    prodigy:annotations.jsonl                      tasks, one per line (db-out / db-in format)
+    prodigy:prodigy.db?dataset=news                a dataset in Prodigy's SQLite database
+    prodigy+postgresql://user@host:5432/prodigy?dataset=news
+                                                   the same on PostgreSQL (password from
+                                                   $PRODIGY_DB_PASSWORD or the config file)
+
+Prodigy itself is not needed (nor used): this adapter reads and writes its
+formats. A pull yields one record per ``_input_hash`` with every answer to it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Collection, Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from annobridge.kit import (
+    Adapter,
+    AdapterConfig,
+    AdapterURL,
+    Answer,
+    BadLine,
+    Capabilities,
+    Document,
+    ImportResult,
+    LabelSchema,
+    MissingDependencyError,
+    Prediction,
+    Record,
+    UsageError,
+    as_datetime,
+    atomic_open,
+    decode_line,
+    filter_answers,
+    hookimpl,
+    open_binary,
+    read_json_items,
+    read_json_lines,
+)
+
+from .db import ProdigyDB, session_name
+from .hashes import input_hash, set_hashes, task_hash
+from .tasks import TaskError, TaskGrouper, TaskIndex, document_task
+
+__all__ = ["ProdigyAdapter", "input_hash", "set_hashes", "task_hash"]
+
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_PG_TRANSPORTS = ("postgresql", "postgres")
+_ANSWER_PARAM = {"accept": "accept", "reject": "reject", "ignore": "ignore", "none": None}
+
+
+class ProdigyAdapter(Adapter):
+    scheme = "prodigy"
+    description = "Prodigy task JSONL, or a dataset in Prodigy's SQLite/PostgreSQL database"
+    url_example = "prodigy:prodigy.db?dataset=news"
+    capabilities = Capabilities(
+        create_project=True,
+        import_documents=True,
+        push_predictions=True,
+        pull=True,
+        pull_since=True,
+        per_annotator=True,
+        prediction_scores=True,
+        overlapping_spans=True,
+    )
+
+    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None) -> None:
+        super().__init__(url, config)
+        self.dataset: str | None = url.params.get("dataset") or None
+        transport = (url.transport or "").lower()
+        if transport in _PG_TRANSPORTS:
+            self.kind = "postgresql"
+        elif transport == "sqlite" or url.path.lower().endswith(_SQLITE_SUFFIXES):
+            self.kind = "sqlite"
+        elif transport:
+            raise UsageError(f"Unknown Prodigy transport {transport!r}: use prodigy+postgresql:// or a .db file")
+        else:
+            self.kind = "jsonl"
+        if self.kind == "postgresql" and importlib.util.find_spec("psycopg") is None:
+            raise MissingDependencyError(self.scheme, "psycopg", "annobridge-prodigy[postgres]")
+        if self.kind != "postgresql" and not url.path:
+            raise UsageError("prodigy: needs a path, e.g. prodigy:annotations.jsonl or prodigy:prodigy.db?dataset=news")
+        self.path = Path(url.path).expanduser() if self.kind != "postgresql" else None
+        answer = url.params.get("answer", "none").lower()
+        if answer not in _ANSWER_PARAM:
+            raise UsageError(f"answer={answer!r}: use accept, reject, ignore or none")
+        #: ``?answer=accept`` mirrors ``db-in --answer accept``: written tasks become annotations.
+        #: The default writes none, so an import never turns documents or predictions into labels.
+        self.write_answer = _ANSWER_PARAM[answer]
+        self._db: ProdigyDB | None = None
+        self._tables_checked = False
+        self._index: TaskIndex | None = None
+
+    # -- connections ------------------------------------------------------------------
+
+    @property
+    def is_db(self) -> bool:
+        return self.kind != "jsonl"
+
+    def _where(self) -> str:
+        if self.kind == "postgresql":
+            return f"{self.url.host or 'localhost'}:{self.url.port or 5432}{self.url.path or '/prodigy'}"
+        return str(self.path)
+
+    def db(self, *, create: bool = False) -> ProdigyDB:
+        if self._db is None:
+            if self.kind == "sqlite":
+                assert self.path is not None
+                self._db = ProdigyDB.sqlite(self.path, create=create)
+            else:
+                self._db = ProdigyDB.postgresql(self._where(), **self._pg_settings())
+        if create and not self._tables_checked:
+            self._db.create_tables()
+            self._tables_checked = True
+        return self._db
+
+    def _pg_settings(self) -> dict[str, Any]:
+        parts = urlsplit("x:" + self.url.raw.partition(":")[2])
+        password = unquote(parts.password) if parts.password else None
+        if password is None:
+            secret = self.config.secret("password", env="PRODIGY_DB_PASSWORD")
+            password = secret.reveal() if secret else None
+        dbname = unquote(parts.path.lstrip("/")) or self.config.get("dbname", default="prodigy")
+        settings: dict[str, Any] = {
+            "host": parts.hostname or self.config.get("host", env="PGHOST", default="127.0.0.1"),
+            "port": parts.port or int(self.config.get("port", env="PGPORT", default=5432)),
+            "user": unquote(parts.username) if parts.username else self.config.get("user", env="PGUSER"),
+            "dbname": dbname,
+            "password": password,
+            "connect_timeout": int(self.url.params.get("connect_timeout", 10)),
+        }
+        if "sslmode" in self.url.params:
+            settings["sslmode"] = self.url.params["sslmode"]
+        return settings
+
+    def _need_dataset(self) -> str:
+        if self.dataset:
+            return self.dataset
+        names: list[str] = []
+        try:
+            names = self.db().datasets()
+        except UsageError:
+            pass
+        listing = ", ".join(names) if names else "none yet"
+        raise UsageError(f"{self.url}: say which dataset, e.g. ?dataset=news (datasets: {listing})")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+            self._tables_checked = False
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _db_tasks(self) -> Iterator[tuple[str, Any]]:
+        """(where, parsed JSON or the reason it is unusable) for every example of the dataset."""
+        dataset = self._need_dataset()
+        for example in self.db().examples(dataset):
+            yield f"{dataset}:example {example.id}", decode_line(example.content, objects_only=False, what="content")
+
+    def _file_index(self) -> TaskIndex:
+        """The line index of the JSONL file, built once per file state (``count`` and ``pull`` share it)."""
+        assert self.path is not None
+        if not self.path.exists():
+            raise UsageError(f"No such file: {self.path}")
+        index = self._index
+        if index is None or not index.fresh():
+            index = self._index = TaskIndex.build(self.path)
+        return index
+
+    def _is_json_array(self) -> bool:
+        assert self.path is not None
+        name = self.path.name.lower()
+        return (name[:-3] if name.endswith(".gz") else name).endswith(".json")
+
+    def _records(self) -> Iterator[Record]:
+        """One record per ``_input_hash``, in order of first appearance, every answer to it merged.
+
+        A database or a ``.json`` array is grouped in memory (the database hands its examples over
+        unsorted; a JSON array is in memory anyway). A JSONL file is not held: :class:`TaskIndex`
+        knows which lines belong together, and only one input's lines are parsed at a time.
+        """
+        if not self.is_db and not self._is_json_array():
+            for group in self._file_index().groups():
+                grouper = TaskGrouper(self.skip)
+                for where, task in group:
+                    self._add(grouper, where, task)
+                yield from grouper.records.values()
+            return
+        grouper = TaskGrouper(self.skip)
+        for where, task in self._db_tasks() if self.is_db else self._json_array_tasks():
+            self._add(grouper, where, task)
+        yield from grouper.records.values()
+
+    def _json_array_tasks(self) -> Iterator[tuple[str, Any]]:
+        assert self.path is not None
+        if not self.path.exists():
+            raise UsageError(f"No such file: {self.path}")
+        try:
+            yield from read_json_items(self.path, objects_only=False)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _add(self, grouper: TaskGrouper, where: str, task: Any) -> None:
+        if isinstance(task, BadLine):
+            self.skip(where, task.reason)
+        else:
+            grouper.add(task, where)
+
+    def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+        since_dt: datetime | None = as_datetime(since)
+        if since_dt is not None and since_dt.tzinfo is None:
+            since_dt = since_dt.replace(tzinfo=timezone.utc)  # Prodigy's _timestamp is Unix time
+        latest = since_dt
+        for record in self._records():
+            if since_dt is not None:
+                record.annotations = [
+                    a for a in record.annotations if a.created_at is not None and a.created_at > since_dt
+                ]
+                if not record.annotations:
+                    continue
+            for ann in record.annotations:
+                if ann.created_at is not None and (latest is None or ann.created_at > latest):
+                    latest = ann.created_at
+            yield filter_answers(record, answers)
+        self.cursor = latest
+
+    def count(self) -> int | None:
+        if self.is_db:
+            return self.db().count_inputs(self._need_dataset())
+        if self.path is None or not self.path.exists():
+            return 0
+        if self._is_json_array():
+            grouper = TaskGrouper(lambda where, reason: None)
+            for where, task in self._json_array_tasks():
+                if not isinstance(task, BadLine):
+                    grouper.add(task, where)
+            return len(grouper.records)
+        return self._file_index().count()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def ensure_project(self, schema: LabelSchema) -> Any:
+        if not self.is_db:
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch(exist_ok=True)
+            return self.path
+        dataset = self._need_dataset()
+        meta = {"description": "created by annobridge", "task": schema.task.value, "labels": list(schema.labels)}
+        return self.db(create=True).add_dataset(dataset, meta)
+
+    def _file_hashes(self) -> tuple[dict[int, bool], set[int]]:
+        """Input hashes in the stream file (True when an unanswered task has it) and task hashes."""
+        inputs: dict[int, bool] = {}
+        tasks: set[int] = set()
+        assert self.path is not None
+        if not self.path.exists():
+            return inputs, tasks
+        for _, data in read_json_lines(self.path):
+            if isinstance(data, BadLine):
+                continue
+            ih = data.get("_input_hash")
+            if isinstance(ih, int) and not isinstance(ih, bool):
+                inputs[ih] = inputs.get(ih, False) or "answer" not in data
+            if isinstance(data.get("_task_hash"), int):
+                tasks.add(data["_task_hash"])
+        return inputs, tasks
+
+    def _check_writable(self) -> None:
+        if self.kind == "jsonl" and self.path is not None and self.path.name.endswith((".gz", ".json")):
+            raise UsageError(f"{self.path}: annobridge writes Prodigy tasks as plain .jsonl only")
+
+    def import_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        schema: LabelSchema | None = None,
+        predictions: dict[str, Prediction] | None = None,
+    ) -> ImportResult:
+        self._check_writable()
+        result = ImportResult()
+        built: list[tuple[Document, dict[str, Any]]] = []
+        for doc in documents:
+            try:
+                task = document_task(doc, (predictions or {}).get(doc.id), schema)
+            except TaskError as exc:
+                result.failed.append((doc.id, str(exc)))
+                continue
+            built.append((doc, task))
+        if self.is_db:
+            self._write_db(built, result, by_task=False)
+        else:
+            known, _ = self._file_hashes()
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                for doc, task in built:
+                    result.native_ids[doc.id] = task["_input_hash"]
+                    if task["_input_hash"] in known:
+                        result.existing += 1
+                        continue
+                    known[task["_input_hash"]] = True
+                    fh.write(json.dumps(task, ensure_ascii=False) + "\n")
+                    result.created += 1
+        return result
+
+    def _write_db(self, built: list[tuple[Document, dict[str, Any]]], result: ImportResult, *, by_task: bool) -> None:
+        dataset = self._need_dataset()
+        db = self.db(create=True)
+        db.add_dataset(dataset, {"description": "created by annobridge"})
+        inputs, tasks = db.hashes(dataset)
+        new: list[dict[str, Any]] = []
+        for doc, task in built:
+            result.native_ids[doc.id] = task["_input_hash"]
+            if self.write_answer is not None:
+                task.setdefault("answer", self.write_answer)
+            if task["_task_hash"] in tasks or (not by_task and task["_input_hash"] in inputs):
+                result.existing += 1
+                continue
+            if task["_input_hash"] in inputs:
+                result.existing += 1
+            else:
+                result.created += 1
+            inputs.add(task["_input_hash"])
+            tasks.add(task["_task_hash"])
+            new.append(task)
+        if new:
+            session = session_name()
+            db.add_dataset(session, {"description": "annobridge import session"}, session=True)
+            db.add_examples(new, [dataset, session])
+
+    def add_tasks(self, tasks: Iterable[dict[str, Any]], *, answer: str | None = "accept") -> int:
+        """Store Prodigy tasks as they are, like ``prodigy db-in``: hashes are added where missing
+        (existing ones are kept), ``answer`` where missing; nothing is deduplicated. Returns how many."""
+        self._check_writable()
+        prepared: list[dict[str, Any]] = []
+        for task in tasks:
+            task = dict(task)
+            set_hashes(task)
+            if answer is not None:
+                task.setdefault("answer", answer)
+            prepared.append(task)
+        if self.is_db:
+            dataset = self._need_dataset()
+            db = self.db(create=True)
+            db.add_dataset(dataset, {"description": "created by annobridge"})
+            session = session_name()
+            db.add_dataset(session, {"description": "annobridge import session"}, session=True)
+            return db.add_examples(prepared, [dataset, session])
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            for task in prepared:
+                fh.write(json.dumps(task, ensure_ascii=False) + "\n")
+        return len(prepared)
+
+    def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
+        self._check_writable()
+        result = ImportResult()
+        built: list[tuple[Document, dict[str, Any]]] = []
+        for doc, prediction in items:
+            try:
+                built.append((doc, document_task(doc, prediction)))
+            except TaskError as exc:
+                result.failed.append((doc.id, str(exc)))
+        if self.is_db:
+            self._write_db(built, result, by_task=True)
+            return result
+        # a stream file holds one task per input for ner.correct / textcat.correct: replace, do not append
+        pending: dict[int, dict[str, Any]] = {}
+        for doc, task in built:
+            result.native_ids[doc.id] = task["_input_hash"]
+            if task["_input_hash"] in pending:
+                result.existing += 1
+            pending[task["_input_hash"]] = task
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        replaced: set[int] = set()
+        # the file is rewritten whole (atomically): lines that do not parse are kept byte for byte
+        with atomic_open(self.path, "wb", encoding=None) as out:
+            if self.path.exists():
+                with open_binary(self.path) as fh:
+                    for raw in fh:
+                        line = raw.rstrip(b"\r\n")
+                        if not line.strip():
+                            continue
+                        data = decode_line(line)
+                        ih = data.get("_input_hash") if isinstance(data, dict) else None
+                        if isinstance(ih, int) and ih in pending and "answer" not in data:
+                            if ih not in replaced:
+                                out.write(_task_line(pending[ih]))
+                                replaced.add(ih)
+                                result.existing += 1
+                            continue  # a second unanswered copy of the same input is dropped
+                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            for ih, task in pending.items():
+                if ih not in replaced:
+                    out.write(_task_line(task))
+                    result.created += 1
+        return result
+
+
+def _task_line(task: dict[str, Any]) -> bytes:
+    return (json.dumps(task, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+@hookimpl
+def register_adapters(register: Any) -> None:
+    register(ProdigyAdapter)

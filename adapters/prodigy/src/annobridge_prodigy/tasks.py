@@ -1,0 +1,735 @@
+"""Prodigy task dicts <-> annobridge records.
+
+Reading: every shape Prodigy writes (manual and binary NER/spans, binary
+textcat, choice, relations, ``review`` output) plus spaCy-side ``cats`` lines.
+Tasks with the same ``_input_hash`` are one document; :class:`TaskGrouper`
+collects them into one :class:`Record` each, first seen first.
+
+Writing: :func:`document_task` builds a task as a recipe's input stream expects
+it (``text``, ``meta``, hashes; pre-annotations as ``spans`` with ``tokens`` for
+``ner.manual`` / ``spans.manual``, or ``label`` / ``options`` + ``accept``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from array import array
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from functools import lru_cache
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from annobridge.kit import (
+    LONE_SURROGATE,
+    Annotation,
+    Answer,
+    BadLine,
+    Document,
+    LabelSchema,
+    Prediction,
+    Record,
+    Span,
+    check_span,
+    decode_line,
+    has_lone_surrogate,
+    is_blank,
+    is_gzip,
+    open_binary,
+)
+
+from .hashes import input_hash, is_hash, task_hash
+
+__all__ = [
+    "TaskError",
+    "TaskGrouper",
+    "TaskIndex",
+    "document_input_hash",
+    "document_task",
+    "parse_task",
+    "tokenize",
+]
+
+#: interfaces whose accepted answer is the complete labelling of the text
+MANUAL_VIEWS = frozenset(
+    {"ner_manual", "spans_manual", "pos_manual", "relations", "dep", "choice", "image_manual", "audio_manual"}
+)
+#: interfaces that ask one yes/no question (a span, a label)
+BINARY_VIEWS = frozenset({"ner", "spans", "pos", "classification", "text", "html", "image", "audio"})
+ANSWERS = {a.value: a for a in (Answer.ACCEPT, Answer.REJECT, Answer.IGNORE)}
+DEFAULT_ANNOTATOR = "prodigy"
+DEFAULT_MODEL = "prodigy"
+#: task keys copied to Annotation/Prediction native ids
+NATIVE_KEYS = ("_input_hash", "_task_hash", "_session_id", "_view_id")
+
+
+class TaskError(ValueError):
+    """A line that is not a usable Prodigy task (the message is the skip reason)."""
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedTask:
+    input_hash: int
+    document: Document
+    annotations: list[Annotation] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TaskError(f"{what} is not an integer ({value!r})")
+    return value
+
+
+def _parse_spans(task: Mapping[str, Any], text: str) -> list[Span]:
+    raw = task.get("spans")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise TaskError("'spans' is not a list")
+    tokens = task.get("tokens") if isinstance(task.get("tokens"), list) else None
+    spans: list[Span] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise TaskError(f"span {index} is not an object")
+        label = item.get("label")
+        if not isinstance(label, str) or not label:
+            raise TaskError(f"span {index} has no label")
+        start, end = item.get("start"), item.get("end")
+        if (start is None or end is None) and tokens is not None:
+            # some recipes only keep token indices; token_end is inclusive
+            try:
+                start = tokens[_int(item["token_start"], "token_start")]["start"]
+                end = tokens[_int(item["token_end"], "token_end")]["end"]
+            except (KeyError, IndexError, TypeError) as exc:
+                raise TaskError(f"span {index} has no character offsets and bad token indices ({exc})") from None
+        start = _int(start, f"span {index} start")
+        end = _int(end, f"span {index} end")
+        claimed = item.get("text")
+        if not isinstance(claimed, str):
+            # nothing claimed: take the slice, so the exporter still sees out-of-range offsets as such
+            claimed = text[start:end] if 0 <= start < end <= len(text) else None
+        score = item.get("score")
+        spans.append(
+            Span(
+                start=start,
+                end=end,
+                label=label,
+                score=float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+                text=claimed,
+            )
+        )
+    return spans
+
+
+def _options(task: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    options = task.get("options")
+    if options is None:
+        return None
+    if not isinstance(options, list) or not all(isinstance(o, Mapping) and "id" in o for o in options):
+        raise TaskError("'options' is not a list of objects with an 'id'")
+    return options
+
+
+def _choice_categories(task: Mapping[str, Any], options: list[Mapping[str, Any]]) -> dict[str, float]:
+    chosen = task.get("accept")
+    if chosen is None:
+        chosen = []
+    if not isinstance(chosen, list):
+        raise TaskError("'accept' is not a list of option ids")
+    picked = {str(c) for c in chosen}
+    categories = {str(o["id"]): 1.0 if str(o["id"]) in picked else 0.0 for o in options}
+    for extra in picked - categories.keys():
+        categories[extra] = 1.0
+    return categories
+
+
+def _cats(task: Mapping[str, Any]) -> dict[str, float]:
+    cats = task.get("cats")
+    if not isinstance(cats, Mapping):
+        raise TaskError("'cats' is not an object")
+    try:
+        return {str(k): float(v) for k, v in cats.items()}
+    except (TypeError, ValueError):
+        raise TaskError("'cats' values are not numbers") from None
+
+
+def _mode(task: Mapping[str, Any], view: str | None) -> str:
+    if "options" in task or "cats" in task:
+        return "manual"
+    if isinstance(task.get("label"), str):
+        return "binary"
+    if view in MANUAL_VIEWS:
+        return "manual"
+    if view in BINARY_VIEWS:
+        return "binary"
+    if isinstance(task.get("_is_binary"), bool):
+        return "binary" if task["_is_binary"] else "manual"
+    # pre-2019 exports carry no view id: manual NER came with tokens, ner.teach without
+    return "manual" if "tokens" in task else "binary"
+
+
+def _native(task: Mapping[str, Any], view: str | None = None) -> dict[str, Any]:
+    ids = {k: task[k] for k in NATIVE_KEYS if task.get(k) is not None}
+    if view and "_view_id" not in ids:
+        ids["_view_id"] = view
+    return ids
+
+
+def _model_of(task: Mapping[str, Any], spans: list[Mapping[str, Any]] | None = None) -> str:
+    meta = task.get("meta")
+    if isinstance(meta, Mapping) and isinstance(meta.get("model"), str):
+        return str(meta["model"])
+    for item in spans or ():
+        if isinstance(item, Mapping) and isinstance(item.get("source"), str):
+            return str(item["source"])
+    return DEFAULT_MODEL
+
+
+def _meta_score(task: Mapping[str, Any]) -> float | None:
+    meta = task.get("meta")
+    value = meta.get("score") if isinstance(meta, Mapping) else None
+    if value is None:
+        value = task.get("score")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _annotation(task: Mapping[str, Any], text: str, view_hint: str | None = None) -> Annotation:
+    """One answered task (or one review version) as an Annotation."""
+    answer_value = task.get("answer", "accept")
+    answer = ANSWERS.get(answer_value) if isinstance(answer_value, str) else None
+    if answer is None:
+        raise TaskError(f"unknown answer {answer_value!r}")
+    view = task.get("_view_id") if isinstance(task.get("_view_id"), str) else view_hint
+    if view == "review":
+        view = task.get("view_id") if isinstance(task.get("view_id"), str) else view_hint
+    mode = _mode(task, view)
+    spans: list[Span] = []
+    categories: dict[str, float] = {}
+    meta: dict[str, Any] = {}
+    options = _options(task)
+    if options is not None:
+        categories = _choice_categories(task, options)
+    elif "cats" in task:
+        categories = _cats(task)
+    elif isinstance(task.get("label"), str):
+        categories = {task["label"]: 1.0 if answer == Answer.ACCEPT else 0.0}
+        if task.get("spans"):
+            meta["spans"] = task["spans"]  # context shown with the question, not an answer about spans
+    else:
+        spans = _parse_spans(task, text)
+    if "relations" in task:
+        meta["relations"] = task["relations"]
+    if task.get("flagged"):
+        meta["flagged"] = True
+    annotator = task.get("_annotator_id") or task.get("_session_id") or DEFAULT_ANNOTATOR
+    return Annotation(
+        annotator=str(annotator),
+        spans=spans,
+        categories=categories,
+        answer=answer,
+        mode=mode,
+        created_at=_timestamp(task.get("_timestamp")),
+        native_ids=_native(task, view),
+        meta=meta,
+    )
+
+
+def _prediction(task: Mapping[str, Any], text: str, answered: bool) -> Prediction | None:
+    """The model's part of a task: a whole pre-annotation, or the question a teach recipe scored."""
+    raw_spans = task.get("spans") if isinstance(task.get("spans"), list) else []
+    score = _meta_score(task)
+    options = _options(task)
+    categories: dict[str, float] = {}
+    spans: list[Span] = []
+    if options is not None:
+        if any("score" in o for o in options):
+            categories = {
+                str(o["id"]): float(o["score"]) for o in options if isinstance(o.get("score"), (int, float))
+            }
+        elif not answered:
+            categories = _choice_categories(task, options)
+        # a choice task's spans are the mention being asked about, pre-highlighted by a model
+        spans = _parse_spans(task, text)
+    elif isinstance(task.get("label"), str):
+        if score is None and answered:
+            return None
+        categories = {task["label"]: score if score is not None else 1.0}
+    elif "cats" in task:
+        return None
+    else:
+        if answered and score is None:
+            return None
+        spans = _parse_spans(task, text)
+    meta = task.get("meta")
+    from_model = isinstance(meta, Mapping) and ("model" in meta or "score" in meta)
+    if not spans and not categories and not from_model:
+        return None
+    native = {k: task[k] for k in ("_task_hash",) if task.get(k) is not None}
+    return Prediction(model_version=_model_of(task, raw_spans), spans=spans, categories=categories, score=score,
+                      native_ids=native)
+
+
+def parse_task(task: Any) -> ParsedTask:
+    """Read one Prodigy task; raises :class:`TaskError` with the reason it cannot be used."""
+    if not isinstance(task, dict):
+        raise TaskError(f"expected a JSON object, got {type(task).__name__}")
+    text = task.get("text")
+    if not isinstance(text, str):
+        if any(k in task for k in ("image", "audio", "video")):
+            raise TaskError("no text (image/audio tasks are not supported)")
+        if "pattern" in task:
+            raise TaskError("a match pattern, not a task")
+        raise TaskError("no 'text' field")
+    if has_lone_surrogate(text):
+        raise TaskError(LONE_SURROGATE)
+    saved = task.get("_input_hash")
+    in_hash: int = saved if isinstance(saved, int) and not isinstance(saved, bool) else input_hash(task)
+    meta: dict[str, Any] = task["meta"] if isinstance(task.get("meta"), dict) else {}
+    parsed = ParsedTask(input_hash=in_hash, document=Document(id=str(in_hash), text=text, meta=dict(meta)))
+
+    versions = task.get("versions")
+    answered = "answer" in task
+    if isinstance(versions, list):
+        # review output: the top level is the reviewer's final decision, each version what its sessions said
+        final = _annotation(task, text)
+        final.ground_truth = True
+        parsed.annotations.append(final)
+        hint = task.get("view_id") if isinstance(task.get("view_id"), str) else None
+        for number, version in enumerate(versions):
+            if not isinstance(version, Mapping):
+                raise TaskError(f"review version {number} is not an object")
+            sessions = version.get("sessions")
+            names = [str(s) for s in sessions] if isinstance(sessions, list) and sessions else [None]
+            for name in names:
+                ann = _annotation(version, text, view_hint=hint)
+                if name is not None:
+                    ann.annotator = name
+                if isinstance(version.get("default"), bool):
+                    ann.meta["default"] = version["default"]
+                parsed.annotations.append(ann)
+    elif answered:
+        parsed.annotations.extend(_split_span_answers(task, _annotation(task, text)))
+        if parsed.annotations[0].mode == "binary" or "options" in task:
+            prediction = _prediction(task, text, answered=True)
+            if prediction is not None:
+                parsed.predictions.append(prediction)
+    elif "cats" in task:
+        # spaCy-side training JSONL: the categories are gold labels, not a model's guess
+        ann = _annotation(task, text)
+        parsed.annotations.append(ann)
+    elif "options" in task:
+        prediction = _prediction(task, text, answered=False)
+        if prediction is not None:
+            parsed.predictions.append(prediction)
+    elif isinstance(task.get("spans"), list) or isinstance(task.get("label"), str):
+        # an unanswered pre-annotated input task: a suggestion for an annotator, never a label
+        prediction = _prediction(task, text, answered=False)
+        if prediction is not None:
+            parsed.predictions.append(prediction)
+    return parsed
+
+
+def _split_span_answers(task: Mapping[str, Any], ann: Annotation) -> list[Annotation]:
+    """Old binary exports answer each span on its own (``spans[i].answer``): one Annotation per answer."""
+    raw = task.get("spans")
+    if ann.mode != "binary" or not ann.spans or not isinstance(raw, list) or len(raw) != len(ann.spans):
+        return [ann]
+    groups: dict[Answer, list[Span]] = {}
+    for item, span in zip(raw, ann.spans, strict=True):
+        own = item.get("answer") if isinstance(item, Mapping) else None
+        answer = ANSWERS.get(own, ann.answer) if isinstance(own, str) else ann.answer
+        groups.setdefault(answer, []).append(span)
+    if list(groups) == [ann.answer]:
+        return [ann]
+    return [replace(ann, spans=spans, answer=answer, native_ids=dict(ann.native_ids), meta=dict(ann.meta))
+            for answer, spans in groups.items()]
+
+
+class TaskGrouper:
+    """Collect tasks into one Record per ``_input_hash``, in first-seen order."""
+
+    def __init__(self, skip: Callable[[str, str], None]) -> None:
+        self.records: dict[int, Record] = {}
+        self._skip = skip
+
+    def add(self, task: Any, where: str) -> None:
+        try:
+            parsed = parse_task(task)
+        except TaskError as exc:
+            self._skip(where, str(exc))
+            return
+        record = self.records.get(parsed.input_hash)
+        if record is None:
+            self.records[parsed.input_hash] = Record(
+                document=parsed.document,
+                annotations=parsed.annotations,
+                predictions=parsed.predictions,
+                native_ids={"_input_hash": parsed.input_hash},
+            )
+            return
+        if record.document.text != parsed.document.text:
+            self._skip(where, f"_input_hash {parsed.input_hash} already used by a different text")
+            return
+        record.annotations.extend(parsed.annotations)
+        known = {_prediction_key(p) for p in record.predictions}
+        for prediction in parsed.predictions:
+            if _prediction_key(prediction) not in known:
+                record.predictions.append(prediction)
+                known.add(_prediction_key(prediction))
+
+
+#: the saved hash as serialised (any spacing json/ujson/srsly write); an unescaped quote before the
+#: colon cannot occur inside a JSON string, so a match is a key, at some depth
+_HASH_KEY = b'"_input_hash"'
+_TEXT_KEY = b'"text"'
+#: keys of lines that belong to no input (unreadable, or not a task) lie above every 64-bit hash we
+#: store: each such line is a group of its own, which the reading pass reports
+_LONE = 1 << 62
+
+
+_HASH_VALUE = re.compile(rb"[ \t]*:[ \t]*(-?[0-9]+)[ \t\r\n]*[,}]")
+
+
+def _saved_hash(raw: bytes) -> int | None:
+    """The ``_input_hash`` of a raw line without parsing it, when that is unambiguous.
+
+    Exactly one ``"_input_hash"`` key followed by an integer, and a ``"text"`` key. Anything else
+    (no saved hash, one nested in review ``versions`` too, a float) is left to the full parse.
+    """
+    at = raw.find(_HASH_KEY)
+    if at < 0 or raw.find(_HASH_KEY, at + 13) >= 0 or raw.find(_TEXT_KEY) < 0:
+        return None
+    match = _HASH_VALUE.match(raw, at + 13)
+    return int(match.group(1)) if match else None
+
+
+class TaskIndex:
+    """Which lines of a Prodigy JSONL file belong to which input, without holding the file.
+
+    A first pass reads the file as bytes and keeps, per non-blank line, three integers: its byte
+    offset, its line number and its input key (the saved ``_input_hash``, found without a JSON parse
+    when unambiguous; else the hash of the parsed task; lines that are no task get a key of their
+    own). That is 24 bytes a line, ~7 MB for 300k lines, where the parsed tasks took ~560 MB.
+
+    Reading then yields one input's lines at a time, in order of first appearance. When every
+    input's lines are adjacent (what Prodigy's ``db-out`` writes) the file is simply read again in
+    order; otherwise each group's lines are read at their offsets. A gzipped file is decompressed
+    to a temporary file for that (deleted afterwards); the adjacent case streams it again instead.
+    """
+
+    def __init__(self, path: Path, stat: os.stat_result, offsets: array[int], linenos: array[int],
+                 keys: array[int], countable: int) -> None:
+        self.path = path
+        self._stat = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        self.offsets = offsets
+        self.linenos = linenos
+        self.keys = keys
+        self._countable = countable
+        self._adjacent: bool | None = None
+
+    @classmethod
+    def build(cls, path: Path) -> TaskIndex:
+        stat = path.stat()
+        offsets, linenos, keys = array("q"), array("q"), array("q")
+        big: dict[int, int] = {}  # hashes that do not fit 62 bits (not Prodigy's; kept apart, still grouped)
+        countable = 0
+        offset = 0
+        with open_binary(path) as fh:
+            for lineno, raw in enumerate(fh, 1):
+                start = offset
+                offset += len(raw)
+                if is_blank(raw):
+                    continue
+                key = _saved_hash(raw)
+                if key is None:
+                    key = _parsed_hash(raw.rstrip(b"\r\n"))
+                if key is None:
+                    key = _LONE + lineno
+                else:
+                    countable += 1
+                    if not -_LONE < key < _LONE:
+                        key = big.setdefault(key, -_LONE - 1 - len(big))
+                offsets.append(start)
+                linenos.append(lineno)
+                keys.append(key)
+        return cls(path, stat, offsets, linenos, keys, countable)
+
+    def fresh(self) -> bool:
+        """False once the file has changed since it was indexed."""
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return False
+        return (stat.st_size, stat.st_mtime_ns, stat.st_ino) == self._stat
+
+    def count(self) -> int:
+        """Distinct inputs among the lines that look like tasks (a line that then fails to parse is counted)."""
+        import numpy as np
+
+        keys = np.frombuffer(self.keys, dtype=np.int64)
+        return len(np.unique(keys[keys < _LONE]))
+
+    def _order(self) -> Any:
+        """Line positions grouped by input, inputs in order of first appearance, lines in file order;
+        ``None`` when that is the file's own order."""
+        import numpy as np
+
+        keys = np.frombuffer(self.keys, dtype=np.int64)
+        if len(keys) < 2:
+            return None
+        run_starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        run_keys = keys[run_starts]
+        if len(np.unique(run_keys)) == len(run_keys):
+            return None
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        return np.argsort(rank[inverse.ravel()], kind="stable")
+
+    def groups(self) -> Iterator[list[tuple[str, Any]]]:
+        """For each input, its lines as ``(where, parsed task or BadLine)``."""
+        name = self.path.name
+        order = self._order()
+        keys = self.keys
+        if order is None:
+            yield from self._adjacent_groups(name)
+            return
+        with self._seekable() as fh:
+            group: list[tuple[str, Any]] = []
+            current = None
+            offsets, linenos = self.offsets, self.linenos
+            for position in order.tolist():
+                key = keys[position]
+                if key != current and group:
+                    yield group
+                    group = []
+                current = key
+                fh.seek(offsets[position])
+                raw = fh.readline().rstrip(b"\r\n")
+                group.append((f"{name}:{linenos[position]}", decode_line(raw, objects_only=False)))
+            if group:
+                yield group
+
+    def _adjacent_groups(self, name: str) -> Iterator[list[tuple[str, Any]]]:
+        keys, linenos = self.keys, self.linenos
+        total = len(keys)
+        position = 0
+        group: list[tuple[str, Any]] = []
+        current = None
+        with open_binary(self.path) as fh:
+            for lineno, raw in enumerate(fh, 1):
+                if position >= total or linenos[position] != lineno:
+                    continue  # a blank line (not indexed)
+                key = keys[position]
+                position += 1
+                if key != current and group:
+                    yield group
+                    group = []
+                current = key
+                group.append((f"{name}:{lineno}", decode_line(raw.rstrip(b"\r\n"), objects_only=False)))
+        if group:
+            yield group
+
+    def _seekable(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def opened() -> Iterator[Any]:
+            if not is_gzip(self.path):
+                with open(self.path, "rb") as fh:
+                    yield fh
+                return
+            # seeking in a gzip stream decompresses from the start each time: use a plain copy
+            with tempfile.TemporaryFile() as tmp:
+                with open_binary(self.path) as src:
+                    shutil.copyfileobj(src, tmp, 1 << 20)
+                yield tmp
+
+        return opened()
+
+
+def _parsed_hash(line: bytes) -> int | None:
+    """The input key of a line the byte scan could not read: as :func:`parse_task` would group it."""
+    task = decode_line(line, objects_only=False)
+    if isinstance(task, BadLine) or not isinstance(task, dict) or not isinstance(task.get("text"), str):
+        return None
+    saved = task.get("_input_hash")
+    if isinstance(saved, int) and not isinstance(saved, bool):
+        return saved
+    try:
+        return input_hash(task)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def _prediction_key(p: Prediction) -> tuple[Any, ...]:
+    return (p.model_version, tuple(sorted(s.key for s in p.spans)), tuple(sorted(p.categories.items())), p.score)
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def document_input_hash(doc: Document) -> int:
+    """The ``_input_hash`` for a document: its id when that already is one, else Prodigy's hash of the text.
+
+    A Prodigy pull gives every document ``id = str(_input_hash)``; keeping it
+    means a document read from Prodigy goes back with the hash Prodigy knows.
+    """
+    try:
+        value = int(doc.id)
+    except (TypeError, ValueError):
+        value = None
+    if value is not None and str(value) == doc.id and is_hash(value):
+        return value
+    return input_hash({"text": doc.text})
+
+
+@lru_cache(maxsize=1)
+def _tokenizer() -> Any:
+    import spacy
+
+    return spacy.blank("en").tokenizer
+
+
+def tokenize(text: str, cut_at: set[int] | None = None) -> list[dict[str, Any]]:
+    """Prodigy ``tokens`` from spaCy's English tokenizer, split at ``cut_at`` offsets.
+
+    Splitting at span boundaries lets ``ner.manual`` show any pre-annotated span,
+    even one that starts inside a spaCy token.
+    """
+    cuts = sorted(cut_at or ())
+    tokens: list[dict[str, Any]] = []
+    for tok in _tokenizer()(text):
+        start, end = tok.idx, tok.idx + len(tok.text)
+        inner = [c for c in cuts if start < c < end]
+        bounds = [start, *inner, end]
+        for i in range(len(bounds) - 1):
+            last = i == len(bounds) - 2
+            tokens.append(
+                {
+                    "text": text[bounds[i] : bounds[i + 1]],
+                    "start": bounds[i],
+                    "end": bounds[i + 1],
+                    "id": len(tokens),
+                    "ws": bool(tok.whitespace_) if last else False,
+                }
+            )
+    return tokens
+
+
+def _check_spans(doc: Document, spans: list[Span], schema: LabelSchema | None) -> list[Span]:
+    checked: list[Span] = []
+    for span in spans:
+        result = check_span(doc.text, span)
+        if result.span is None:
+            raise TaskError(f"span {span.start}-{span.end} {span.label}: {result.note}")
+        checked.append(result.span)
+    checked.sort(key=lambda s: (s.start, s.end, s.label))
+    if schema is not None and not schema.allows_overlap:
+        for a, b in pairwise(checked):
+            if b.start < a.end:
+                raise TaskError(
+                    f"overlapping spans {a.start}-{a.end} {a.label} and {b.start}-{b.end} {b.label} "
+                    "(ner.manual cannot show them; use the spans task)"
+                )
+    return checked
+
+
+def document_task(
+    doc: Document,
+    prediction: Prediction | None = None,
+    schema: LabelSchema | None = None,
+) -> dict[str, Any]:
+    """A task for a recipe's input stream; raises :class:`TaskError` if the pre-annotation is unusable."""
+    task: dict[str, Any] = {"text": doc.text, "meta": dict(doc.meta)}
+    in_hash = document_input_hash(doc)
+    task["_input_hash"] = in_hash
+    # without a schema, a prediction with no categories is a span prediction (possibly "nothing found")
+    want_spans = schema.task.is_span_task if schema is not None else bool(prediction and not prediction.categories)
+    tokens_needed = False
+    if prediction is not None:
+        if prediction.score is not None:
+            task["meta"]["score"] = prediction.score
+        if prediction.model_version:
+            task["meta"]["model"] = prediction.model_version
+        if want_spans:
+            spans = _check_spans(doc, prediction.spans, schema)
+            task["spans"] = [
+                {
+                    "start": s.start,
+                    "end": s.end,
+                    "text": doc.text[s.start : s.end],
+                    "label": s.label,
+                    **({"score": s.score} if s.score is not None else {}),
+                    "source": prediction.model_version or DEFAULT_MODEL,
+                }
+                for s in spans
+            ]
+            tokens_needed = True
+        elif prediction.categories or schema is not None:
+            _add_categories(task, prediction.categories, schema)
+    elif schema is not None and schema.task.is_span_task:
+        tokens_needed = True
+    elif schema is not None and len(schema.labels) > 1:
+        _add_categories(task, {}, schema)
+    elif schema is not None and len(schema.labels) == 1 and not schema.task.is_span_task:
+        task["label"] = schema.labels[0]
+    # hashed as streamed, before tokens are added (what Prodigy's loaders do)
+    task["_task_hash"] = task_hash(task, in_hash)
+    if tokens_needed:
+        cut = {b for s in task.get("spans", ()) for b in (s["start"], s["end"])}
+        tokens = tokenize(doc.text, cut)
+        task["tokens"] = tokens
+        by_start = {t["start"]: t["id"] for t in tokens}
+        by_end = {t["end"]: t["id"] for t in tokens}
+        for item in task.get("spans", ()):
+            item["token_start"] = by_start[item["start"]]
+            item["token_end"] = by_end[item["end"]]
+    return task
+
+
+def _add_categories(task: dict[str, Any], categories: Mapping[str, float], schema: LabelSchema | None) -> None:
+    labels = list(schema.labels) if schema is not None and schema.labels else sorted(categories)
+    for extra in sorted(set(categories) - set(labels)):
+        labels.append(extra)
+    if not labels:
+        return
+    if len(labels) == 1:
+        # one label: the binary classification interface asks "is it LABEL?"
+        task["label"] = labels[0]
+        if labels[0] in categories:
+            task["meta"]["score"] = float(categories[labels[0]])
+        return
+    task["options"] = [
+        {"id": label, "text": label, **({"score": float(categories[label])} if label in categories else {})}
+        for label in labels
+    ]
+    exclusive = schema.exclusive if schema is not None else False
+    if categories:
+        if exclusive:
+            best = max(categories, key=lambda k: categories[k])
+            task["accept"] = [best]
+        else:
+            task["accept"] = [label for label in labels if categories.get(label, 0.0) >= 0.5]
+        task["meta"].setdefault("score", float(max(categories.values())))
+

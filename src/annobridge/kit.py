@@ -1,0 +1,93 @@
+"""The adapter kit: everything an adapter package may import from annobridge, in one place.
+
+An adapter (built-in or third-party) imports from ``annobridge.kit``, ``annobridge.http`` (REST tools,
+needs the ``http`` extra) and ``annobridge.testing`` (its tests) only. ``tools/check_adapter_imports.py``
+enforces that for the packages under ``adapters/`` in CI, so the core can change its internals without
+breaking a plugin. Everything here is public, typed and documented in docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+from .adapter import (
+    Adapter,
+    AdapterURL,
+    Capabilities,
+    ImportResult,
+    as_datetime,
+    filter_answers,
+    is_loopback,
+    redact,
+)
+from .atomic import atomic_open, atomic_write_text
+from .config import AdapterConfig, Secret
+from .errors import (
+    AdapterError,
+    AnnobridgeError,
+    DataError,
+    MissingDependencyError,
+    SchemaError,
+    ServerUnreachableError,
+    UsageError,
+)
+from .hookspecs import hookimpl
+from .jsonio import (
+    BOM,
+    LONE_SURROGATE,
+    BadLine,
+    decode_line,
+    has_lone_surrogate,
+    is_blank,
+    is_gzip,
+    open_binary,
+    read_items,
+    read_json_items,
+    read_json_lines,
+)
+from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span, TaskKind
+from .offsets import check_span, codepoint_to_utf16, has_astral, utf16_to_codepoint
+
+__all__ = [
+    "BOM",
+    "LONE_SURROGATE",
+    "Adapter",
+    "AdapterConfig",
+    "AdapterError",
+    "AdapterURL",
+    "AnnobridgeError",
+    "Annotation",
+    "Answer",
+    "BadLine",
+    "Capabilities",
+    "DataError",
+    "Document",
+    "ImportResult",
+    "LabelSchema",
+    "MissingDependencyError",
+    "Prediction",
+    "Record",
+    "SchemaError",
+    "Secret",
+    "ServerUnreachableError",
+    "Span",
+    "TaskKind",
+    "UsageError",
+    "as_datetime",
+    "atomic_open",
+    "atomic_write_text",
+    "check_span",
+    "codepoint_to_utf16",
+    "decode_line",
+    "filter_answers",
+    "has_astral",
+    "has_lone_surrogate",
+    "hookimpl",
+    "is_blank",
+    "is_gzip",
+    "is_loopback",
+    "open_binary",
+    "read_items",
+    "read_json_items",
+    "read_json_lines",
+    "redact",
+    "utf16_to_codepoint",
+]
