@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-PUBLIC = frozenset({"annobridge", "annobridge.kit", "annobridge.http", "annobridge.testing", "annobridge.testserver"})
+PUBLIC = frozenset({"annobridge", "annobridge.kit", "annobridge.http", "annobridge.testing"})
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PATHS = [*sorted(ROOT.glob("adapters/*/src")), *sorted(ROOT.glob("examples/plugin-*"))]
 
