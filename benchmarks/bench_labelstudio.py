@@ -1,6 +1,6 @@
 """Label Studio: annobridge push/pull of 10k tasks vs Label Studio's own bulk import and JSON export.
 
-Runs against a real server (adapters/labelstudio/tests/server.py starts one on a free 127.0.0.1 port).
+Runs against a real server (annobridge_labelstudio.testserver starts one on a free 127.0.0.1 port).
 Measured in one run:
 
 * push: ``import_documents`` of N documents with one prediction each (annobridge: chunked, idempotency check,
@@ -16,7 +16,6 @@ Measured in one run:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -30,20 +29,11 @@ from annobridge.adapter import AdapterURL
 from annobridge.config import AdapterConfig
 from annobridge.model import Document, LabelSchema, Prediction, Span, TaskKind
 from annobridge_labelstudio import LabelStudioAdapter
+from annobridge_labelstudio import testserver as srv
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section  # noqa: E402
-
-
-def _server_module() -> Any:
-    spec = importlib.util.spec_from_file_location("labelstudio_server", ROOT / "tests" / "labelstudio" / "server.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["labelstudio_server"] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 LABELS = ["corporation", "creative-work", "group", "location", "person", "product"]
 
@@ -101,7 +91,6 @@ def main() -> None:
     parser.add_argument("--naive-calls", type=int, default=300)
     args = parser.parse_args()
     n = args.n
-    srv = _server_module()
     docs = make_docs(n)
     schema = LabelSchema(TaskKind.NER, LABELS)
     with srv.LabelStudioServer() as server:
@@ -179,13 +168,13 @@ def main() -> None:
         naive_pid = naive_project.ensure_project(schema)
         per = args.naive_calls // 2
         rows = [{"data": {"text": d.text}, "result": ls_result(d, spans), "score": 0.5} for d, spans in docs[:per]]
-        proc = subprocess.run([str(srv.venv_python()), "-c", SDK_SCRIPT], capture_output=True, text=True,
+        proc = subprocess.run([str(srv.server_venv().python), "-c", SDK_SCRIPT], capture_output=True, text=True,
                               input=json.dumps({"url": server.url, "token": server.admin.token, "project": naive_pid,
                                                 "rows": rows}), check=False, timeout=900)
         if proc.returncode != 0:
             raise SystemExit(f"SDK baseline failed:\n{proc.stderr[-2000:]}")
         naive = json.loads(proc.stdout.strip().splitlines()[-1])
-        sdk_version = subprocess.run([str(srv.venv_python()), "-c",
+        sdk_version = subprocess.run([str(srv.server_venv().python), "-c",
                                       "import importlib.metadata as m; print(m.version('label-studio-sdk'))"],
                                      capture_output=True, text=True, check=False).stdout.strip()
 
@@ -200,7 +189,7 @@ def main() -> None:
     lines = [
         "## Label Studio",
         "",
-        f"label-studio {srv.LS_VERSION} (SQLite, `runserver`, started by `adapters/labelstudio/tests/server.py`), "
+        f"label-studio {srv.LS_VERSION} (SQLite, `runserver`, started by `annobridge_labelstudio.testserver`), "
         f"N = {n:,} tasks built from the WNUT-17/CJK test sentences, 1-3 entities each. "
         "`benchmarks/bench_labelstudio.py`.",
         "",

@@ -2,9 +2,9 @@
 """Fail when an adapter package imports anything of annobridge beyond its public kit.
 
 An adapter (``adapters/<tool>/src``, ``examples/plugin-*``) may import ``annobridge`` (the top level),
-``annobridge.kit``, ``annobridge.http`` and ``annobridge.testing``: the documented API that stays put
-while the core's internals move. Run by the ``lint`` tox env; exits 1 listing each offending import
-as ``path:line: module``.
+``annobridge.kit``, ``annobridge.http``, ``annobridge.testing`` and ``annobridge.testserver``: the
+documented API that stays put while the core's internals move. Run by the ``lint`` tox env; exits 1
+listing each offending import as ``path:line: module``.
 
     python tools/check_adapter_imports.py [PATH ...]
 """
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-PUBLIC = frozenset({"annobridge", "annobridge.kit", "annobridge.http", "annobridge.testing"})
+PUBLIC = frozenset({"annobridge", "annobridge.kit", "annobridge.http", "annobridge.testing", "annobridge.testserver"})
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PATHS = [*sorted(ROOT.glob("adapters/*/src")), *sorted(ROOT.glob("examples/plugin-*"))]
 

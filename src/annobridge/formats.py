@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy
 from spacy.attrs import ORTH, SPACY, intify_attr
@@ -45,7 +45,7 @@ class LeanDocBin(DocBin):
         # the token texts by their ORTH ids, only those this bin has not seen: building a Token
         # object per token just to read its text was a fifth of the export's time
         orths = self.__dict__.setdefault("_orths", set())
-        new = set(doc.to_array(ORTH).tolist()) - orths
+        new = set(cast("list[int]", doc.to_array(ORTH).tolist())) - orths
         if new:
             vocab_strings = doc.vocab.strings
             strings.update([vocab_strings[orth] for orth in new])

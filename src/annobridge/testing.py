@@ -34,6 +34,7 @@ import pytest
 import spacy
 
 from .adapter import Adapter
+from .config import AdapterConfig
 from .convert import DocConverter
 from .errors import AnnobridgeError, UsageError
 from .model import Document, LabelSchema, Prediction, Record, Span, TaskKind
@@ -81,6 +82,11 @@ class ContractBackend:
     settle: float = 0.0
     #: kills and restarts the server mid-pull (servers only)
     restart: Callable[[], None] | None = None
+    #: three annotators as the tool names them on a pull (user names, e-mails, session ids); ``annotate``
+    #: receives these names and must act as that user
+    annotators: tuple[str, str, str] = ("alice", "bob", "carol")
+    #: the adapter's settings (keys, passwords); None reads them as a user's run would (environment, config file)
+    config: AdapterConfig | None = None
 
 
 def _docs(n: int = len(UNICODE_TEXTS)) -> list[Document]:
@@ -111,7 +117,7 @@ class AdapterContract:
 
     @pytest.fixture
     def adapter(self, backend: ContractBackend) -> Iterator[Adapter]:
-        with open_adapter(backend.url) as adapter:
+        with open_adapter(backend.url, backend.config) as adapter:
             if adapter.capabilities.create_project:
                 adapter.ensure_project(backend.schema)
             yield adapter
@@ -171,27 +177,29 @@ class AdapterContract:
 
     def test_pull_returns_each_annotator_with_exact_entities(self, adapter: Adapter, backend: ContractBackend) -> None:
         self._need(adapter, "per_annotator")
-        docs = self._annotated(adapter, backend, ("alice", "bob"))
+        first, second, _ = backend.annotators
+        docs = self._annotated(adapter, backend, (first, second))
         by_id = {r.id: r for r in adapter.pull()}
         assert set(by_id) >= {d.id for d in docs}
         for i, doc in enumerate(docs):
             entities = _entities(by_id[doc.id], backend.schema)
-            assert set(entities) == {"alice", "bob"}, (doc.id, list(entities))
-            assert entities["alice"] == sorted((s.text or "", s.label) for s in _gold(i)), doc.id
-            assert entities["bob"] == sorted((s.text or "", s.label) for s in _gold(i)[:1]), doc.id
+            assert set(entities) == {first, second}, (doc.id, list(entities))
+            assert entities[first] == sorted((s.text or "", s.label) for s in _gold(i)), doc.id
+            assert entities[second] == sorted((s.text or "", s.label) for s in _gold(i)[:1]), doc.id
 
     def test_incremental_pull_returns_only_what_changed(self, adapter: Adapter, backend: ContractBackend) -> None:
         self._need(adapter, "pull_since", "per_annotator")
-        docs = self._annotated(adapter, backend, ("alice",))
+        first, _, third = backend.annotators
+        docs = self._annotated(adapter, backend, (first,))
         full = list(adapter.pull())
         cursor = adapter.cursor
         assert cursor is not None, "a pull must leave a cursor for the next incremental pull"
         time.sleep(backend.settle)
         assert backend.annotate is not None
-        backend.annotate(adapter, docs[0].id, "carol", _gold(0), {})
+        backend.annotate(adapter, docs[0].id, third, _gold(0), {})
         changed = list(adapter.pull(since=cursor))
         assert [r.id for r in changed] == [docs[0].id], [r.id for r in changed]
-        assert {a.annotator for a in changed[0].annotations} >= {"carol"}
+        assert {a.annotator for a in changed[0].annotations} >= {third}
         assert len(changed) < len(full)
 
     def test_one_bad_document_costs_only_itself(self, adapter: Adapter, backend: ContractBackend) -> None:

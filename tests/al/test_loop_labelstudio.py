@@ -1,4 +1,4 @@
-"""One real loop round against a real Label Studio server (adapters/labelstudio/tests/server.py).
+"""One real loop round against a real Label Studio server (annobridge_labelstudio.testserver).
 
 The tasks pushed must be exactly the least certain documents of the pool, each carrying its
 uncertainty as the prediction score; labels posted as the UI posts them come back and train the model.
@@ -6,8 +6,6 @@ uncertainty as the prediction score; labels posted as the UI posts them come bac
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,27 +20,15 @@ from annobridge.al.loop import ActiveLearningLoop
 from annobridge.config import AdapterConfig
 from annobridge.model import Record
 from annobridge_labelstudio import LabelStudioAdapter
+from annobridge_labelstudio.testserver import LabelStudioServer
 
 LABELS = ["ham", "spam"]
 SMALL = {"width": 32, "depth": 1, "epochs": 4, "min_steps": 20}
 
 
-def _server_module() -> Any:
-    # The same unique module name the Label Studio suite uses, so both share one loaded module.
-    name = "labelstudio_server"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "adapters" / "labelstudio" / "tests" / "server.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def label_studio() -> Iterator[Any]:
-    with _server_module().LabelStudioServer() as server:
+    with LabelStudioServer() as server:
         yield server
 
 

@@ -1,4 +1,4 @@
-"""One real Label Studio server per test run (see server.py): installed, migrated once, stopped by PID."""
+"""One real Label Studio server per test run (annobridge_labelstudio.testserver), stopped by PID."""
 
 from __future__ import annotations
 

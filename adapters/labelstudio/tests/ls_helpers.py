@@ -1,14 +1,8 @@
-"""Helpers for the Label Studio tests: adapters with explicit keys, test data, annotations posted as the UI does.
-
-``server.py`` is loaded under the unique module name ``labelstudio_server``, so that other test folders with a
-``server.py`` of their own cannot shadow it.
-"""
+"""Helpers for the Label Studio tests: adapters with explicit keys, test data, annotations posted as the UI does."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +11,12 @@ import httpx
 from annobridge.adapter import AdapterURL
 from annobridge.config import AdapterConfig
 from annobridge.model import Document, Span
+from annobridge.testserver import free_port
 from annobridge_labelstudio import LabelStudioAdapter
+from annobridge_labelstudio.testserver import LabelStudioServer, ServerUser
 
-
-def _load_server_module() -> Any:
-    name = "labelstudio_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "server.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_server = _load_server_module()
-LabelStudioServer = _server.LabelStudioServer
-ServerUser = _server.ServerUser
-free_port = _server.free_port
+__all__ = ["DATA", "LabelStudioServer", "ServerUser", "adapter_for", "free_port", "load_docs", "post_annotation",
+           "ui_span"]
 
 DATA = Path(__file__).resolve().parents[3] / "tests" / "data" / "labelstudio"
 

@@ -55,7 +55,7 @@ def test_round_trip_two_annotators(ls_server: LabelStudioServer, new_project_url
     assert nxt.json()["id"] == task_of["cjk-2"]
 
     # 3. annotators label as the UI does: ann1 labels everything, ann2 skips one task and labels the others
-    ann1, ann2 = ls_server.annotators
+    ann1, ann2, _ = ls_server.annotators
     utf16_doc = next(d for d, spans in docs if spans and any(ord(c) > 0xFFFF for c in d.text[: spans[-1].start]))
     for n, (doc, spans) in enumerate(docs):
         result_items = []

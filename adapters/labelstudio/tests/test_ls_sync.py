@@ -96,7 +96,7 @@ def test_incremental_pull_new_changed_deleted(ls_server: LabelStudioServer, new_
     adapter = adapter_for(ls_server, new_project_url)
     docs = [Document(f"inc-{i}", f"Grace Hopper joined Remington Rand in year {i}.") for i in range(6)]
     tasks = adapter.import_documents(docs, schema=SCHEMA).native_ids
-    ann1, ann2 = ls_server.annotators
+    ann1, ann2, _ = ls_server.annotators
     per = ui_span(0, 12, "Grace Hopper", "PER", "a")
     org = ui_span(20, 35, "Remington Rand", "ORG", "b")
     first = {d.id: post_annotation(ls_server, ann1, tasks[d.id], [per]) for d in docs[:4]}

@@ -1,48 +1,40 @@
-"""A real Label Studio server for tests, benchmarks and examples.
+"""A real Label Studio server for tests, benchmarks and examples (built on :mod:`annobridge.testserver`).
 
-Usage (load it under a unique module name, as ``adapters/labelstudio/tests/ls_helpers.py`` does, so that another
-folder's ``server.py`` cannot shadow it)::
+Usage::
 
-    spec = importlib.util.spec_from_file_location("labelstudio_server", REPO / "adapters/labelstudio/tests/server.py")
-    srv = importlib.util.module_from_spec(spec); sys.modules["labelstudio_server"] = srv
-    spec.loader.exec_module(srv)
-    LabelStudioServer = srv.LabelStudioServer
+    from annobridge_labelstudio.testserver import LabelStudioServer
 
     with LabelStudioServer() as ls:          # installs, migrates, starts on a free 127.0.0.1 port
         ls.url                               # "http://127.0.0.1:PORT"
         ls.adapter_url(project_id)           # "labelstudio://127.0.0.1:PORT/projects/ID"
         ls.admin.token / ls.annotators[0].token / .email / .id
-        ls.restart()                         # kill by PID and start again on the same port and data
+        ls.restart()                         # stop by PID and start again on the same port and data
     # stopped by PID, data dir removed
 
 What it does, and why:
 
-* Installs ``label-studio`` (pinned, :data:`LS_VERSION`) into ``<repo>/.servers/labelstudio/venv`` once, under
-  a file lock, into a temporary folder renamed into place when complete (an interrupted install is redone,
-  never half-used). Everything is run as ``venv/bin/python -m ...`` so the venv survives the rename.
+* Installs ``label-studio`` (pinned, :data:`LS_VERSION`) into ``.servers/labelstudio/venv`` once
+  (:class:`annobridge.testserver.ServerVenv`: file lock, marker written last).
 * Migrates one *template* data dir per process (a cold start runs every Django migration: ~60 s) and creates
-  in it an admin and two annotator accounts with random passwords and legacy API tokens generated at run time.
-  Each server then starts on a copy of the template (~5-8 s).
+  in it an admin and three annotator accounts with random passwords and legacy API tokens generated at run
+  time. Each server then starts on a copy of the template (~5-8 s).
 * Binds 127.0.0.1 only (``--internal-host``), on a port that was free a moment ago; Label Studio silently moves
   to the next port when its port is taken, so a start counts only when that port answers our admin token
   (``/api/current-user/whoami``) while our process runs; otherwise it is retried on another port.
 * Stops only the process it started, by PID.
 
-The module depends on the standard library only, so other test suites (active learning) can import it.
+Standard library and annobridge only, so other suites (active learning) and benchmarks can use it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import atexit
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -52,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from annobridge.testserver import ServerProcess, ServerStartError, ServerVenv, free_port, port_busy, servers_dir, tail
+
 __all__ = ["LS_VERSION", "LabelStudioServer", "ServerUser", "ensure_installed", "template_data_dir"]
 
 LS_VERSION = "1.23.2"
-REPO = Path(__file__).resolve().parents[3]
-SERVERS = REPO / ".servers" / "labelstudio"
 
 _template_lock = threading.Lock()
 _template: tuple[Path, list[ServerUser]] | None = None
@@ -71,39 +63,13 @@ class ServerUser:
     role: str = "annotator"
 
 
-def venv_python(root: Path = SERVERS) -> Path:
-    return root / "venv" / "bin" / "python"
+def server_venv(root: Path | None = None) -> ServerVenv:
+    return ServerVenv(root or servers_dir("labelstudio"), [f"label-studio=={LS_VERSION}"])
 
 
-def ensure_installed(root: Path = SERVERS, version: str = LS_VERSION) -> Path:
-    """Install label-studio into ``root/venv`` unless the marker of a finished install is there."""
-    root.mkdir(parents=True, exist_ok=True)
-    marker = root / f"installed-{version}"
-    python = venv_python(root)
-    if marker.exists() and python.exists():
-        return python
-    with (root / "install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists() and python.exists():
-            return python
-        partial = root / "venv.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
-        log = root / "install.log"
-        with log.open("w") as fh:
-            proc = subprocess.run(
-                [str(partial / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                 f"label-studio=={version}"],
-                stdout=fh, stderr=subprocess.STDOUT, check=False,
-            )
-        if proc.returncode != 0:
-            raise RuntimeError(f"installing label-studio {version} failed; see {log}")
-        shutil.rmtree(root / "venv", ignore_errors=True)
-        partial.rename(root / "venv")
-        for old in root.glob("installed-*"):
-            old.unlink()
-        marker.write_text(version)
-    return python
+def ensure_installed(root: Path | None = None) -> Path:
+    """Install label-studio into its venv unless a finished install of the same pin is there."""
+    return server_venv(root).ensure()
 
 
 def _server_env(data_dir: Path) -> dict[str, str]:
@@ -159,10 +125,11 @@ def _make_users() -> list[ServerUser]:
         ServerUser("admin@example.com", secrets.token_urlsafe(12), tok(), role="admin"),
         ServerUser("ann1@example.com", secrets.token_urlsafe(12), tok()),
         ServerUser("ann2@example.com", secrets.token_urlsafe(12), tok()),
+        ServerUser("ann3@example.com", secrets.token_urlsafe(12), tok()),
     ]
 
 
-def template_data_dir(root: Path = SERVERS) -> tuple[Path, list[ServerUser]]:
+def template_data_dir(root: Path | None = None) -> tuple[Path, list[ServerUser]]:
     """A migrated data dir with the three users, made once per process."""
     global _template
     with _template_lock:
@@ -184,34 +151,23 @@ def template_data_dir(root: Path = SERVERS) -> tuple[Path, list[ServerUser]]:
         )
         line = next((x for x in proc.stdout.splitlines() if x.startswith("ANNOBRIDGE_USERS=")), None)
         if proc.returncode != 0 or line is None:
-            raise RuntimeError(f"label-studio init failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                               f"{proc.stderr[-3000:]}")
+            raise ServerStartError(f"label-studio init failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                                   f"{proc.stderr[-3000:]}")
         ids = json.loads(line.partition("=")[2])
         users = [ServerUser(u.email, u.password, u.token, ids[u.email], u.role) for u in users]
         _template = (data_dir, users)
         return _template
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_busy(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 class LabelStudioServer:
     """One Label Studio process on a copy of the template data dir. See the module docstring."""
 
-    def __init__(self, root: Path = SERVERS, start_timeout: float = 180.0) -> None:
-        self.root = root
+    def __init__(self, root: Path | None = None, start_timeout: float = 180.0) -> None:
+        self.root = root or servers_dir("labelstudio")
         self.start_timeout = start_timeout
         self.port = 0
         self.data_dir: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ServerProcess | None = None
         self.users: list[ServerUser] = []
         self._log: Path | None = None
 
@@ -233,7 +189,7 @@ class LabelStudioServer:
 
     @property
     def log_text(self) -> str:
-        return self._log.read_text(errors="replace") if self._log and self._log.exists() else ""
+        return tail(self._log, chars=10**9)
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> LabelStudioServer:
@@ -245,7 +201,7 @@ class LabelStudioServer:
         last_error = ""
         for _attempt in range(5):
             port = self.port or free_port()
-            if _port_busy(port):
+            if port_busy(port):
                 # A restart keeps its port (adapters hold URLs with it): wait for the old listener to go.
                 last_error = f"port {port} is busy"
                 time.sleep(1.0 if self.port else 0)
@@ -254,21 +210,19 @@ class LabelStudioServer:
             if ok:
                 self.port = port
                 return self
-        raise RuntimeError(f"Label Studio did not start: {last_error}\n{self.log_text[-3000:]}")
+        raise ServerStartError(f"Label Studio did not start: {last_error}\n{self.log_text[-3000:]}")
 
     def _start_on(self, port: int) -> tuple[bool, str]:
         assert self.data_dir is not None and self._log is not None
-        python = venv_python(self.root)
-        with self._log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(python), "-m", "label_studio.server", "start", "--no-browser", "--internal-host", "127.0.0.1",
-                 "--port", str(port), "--data-dir", str(self.data_dir)],
-                stdout=log, stderr=subprocess.STDOUT, env=_server_env(self.data_dir), cwd=self.data_dir,
-                start_new_session=True,
-            )
+        python = server_venv(self.root).python
+        self.proc = ServerProcess(
+            [python, "-m", "label_studio.server", "start", "--no-browser", "--internal-host", "127.0.0.1",
+             "--port", str(port), "--data-dir", str(self.data_dir)],
+            log=self._log, env=_server_env(self.data_dir), cwd=self.data_dir,
+        )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if not self.proc.running:
                 return False, f"exited with {self.proc.returncode}"
             if f"Port {port} is in use" in self.log_text:
                 self._kill()
@@ -296,14 +250,8 @@ class LabelStudioServer:
 
     def _kill(self, sig: int = signal.SIGTERM) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        if proc is not None:
+            proc.stop(timeout=15, sig=sig)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server process (by its PID); the data dir stays for :meth:`start`/:meth:`restart`."""
@@ -340,7 +288,4 @@ def cleanup_template() -> None:
             _template = None
 
 
-with contextlib.suppress(Exception):
-    import atexit
-
-    atexit.register(cleanup_template)
+atexit.register(cleanup_template)
