@@ -1,6 +1,6 @@
 """Doccano: import 10k examples with pre-annotations and pull them back, against the naive REST way.
 
-Runs a real doccano 1.8.4 server (adapters/doccano/tests/server.py; Celery worker, SQLite) on a loopback port and
+Runs a real doccano 1.8.4 server (annobridge_doccano.testserver; Celery worker, SQLite) on a loopback port and
 measures, in the same run:
 
 * annobridge: ``import_documents`` (validation + file upload + import task + idempotency check) and a
@@ -15,7 +15,6 @@ measures, in the same run:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
@@ -28,6 +27,7 @@ from annobridge.adapter import AdapterURL
 from annobridge.config import AdapterConfig
 from annobridge.model import Document, LabelSchema, Prediction, Span, TaskKind
 from annobridge_doccano import DoccanoAdapter
+from annobridge_doccano.testserver import DoccanoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,16 +35,6 @@ from _report import write_section  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 NAIVE_N = 300
-
-
-def load_server_module() -> Any:
-    server_py = ROOT / "adapters/doccano/tests/server.py"
-    spec = importlib.util.spec_from_file_location("annobridge_bench_doccano_server", server_py)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def corpus(n: int) -> tuple[list[Document], dict[str, Prediction], list[str]]:
@@ -108,11 +98,10 @@ def naive(server: Any, docs: list[Document], preds: dict[str, Prediction], label
 
 
 def main() -> None:
-    server_module = load_server_module()
     docs, preds, labels = corpus(N)
     n_spans = sum(len(p.spans) for p in preds.values())
     t_start = time.perf_counter()
-    server = server_module.DoccanoServer.start(mode="worker", n_annotators=1)
+    server = DoccanoServer.start(mode="worker", n_annotators=1)
     t_server = time.perf_counter() - t_start
     try:
         adapter = adapter_for(server, "bench-annobridge")

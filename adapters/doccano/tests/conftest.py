@@ -1,13 +1,10 @@
-"""A real doccano 1.8.4 server for the whole test session (see server.py), and helpers to act as its users."""
+"""One real doccano 1.8.4 server per test session (annobridge_doccano.testserver); helpers acting as its users."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,23 +13,9 @@ httpx = pytest.importorskip("httpx")
 
 from annobridge.adapter import AdapterURL  # noqa: E402
 from annobridge.config import AdapterConfig  # noqa: E402
-from annobridge_doccano import DoccanoAdapter  # noqa: E402
+from annobridge_doccano import DoccanoAdapter, testserver  # noqa: E402
 
-
-def _load_server_module() -> Any:
-    # A unique module name: other tool test folders have their own server.py.
-    name = "annobridge_tests_doccano_server"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("server.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-server_module = _load_server_module()
+server_module = testserver
 
 
 @pytest.fixture(name="server_module", scope="session")
@@ -44,7 +27,7 @@ def server_module_fixture() -> Any:
 def doccano_server() -> Iterator[Any]:
     """One server per session; ANNOBRIDGE_DOCCANO_CELERY=eager runs tasks in-request instead of a worker."""
     mode = os.environ.get("ANNOBRIDGE_DOCCANO_CELERY", "worker")
-    server = server_module.DoccanoServer.start(mode=mode)
+    server = server_module.DoccanoServer.start(mode=mode, n_annotators=3)  # the contract suite needs three
     try:
         yield server
     finally:
@@ -120,7 +103,8 @@ def make_adapter(doccano_server: Any) -> Iterator[Any]:
 
 @pytest.fixture()
 def annotators(doccano_server: Any) -> Iterator[list[UserSession]]:
-    sessions = [UserSession(doccano_server.base_url, c.username, c.password) for c in doccano_server.annotators]
+    """Sessions for the first two annotators (the third is the contract suite's)."""
+    sessions = [UserSession(doccano_server.base_url, c.username, c.password) for c in doccano_server.annotators[:2]]
     yield sessions
     for session in sessions:
         session.close()
