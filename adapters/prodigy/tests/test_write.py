@@ -32,7 +32,9 @@ def test_import_writes_the_hashes_prodigy_wrote(data_dir: Path, tmp_path: Path) 
     assert (result.created, result.existing, result.failed) == (distinct, len(docs) - distinct, [])
     written = _lines(out)
     assert len(written) == distinct
-    assert all(set(t) == {"text", "meta", "_input_hash", "_task_hash"} for t in written)
+    # the documents' ids (content ids: the raw lines have none) travel as annobridge_id, outside the hashes
+    assert all(set(t) == {"text", "meta", "_input_hash", "_task_hash", "annobridge_id"} for t in written)
+    assert [t["annobridge_id"] for t in written] == list(dict.fromkeys(d.id for d in docs))
     # The same headlines went through Prodigy (ner.manual) in the annotated export: our hashes of the
     # raw stream must be the ones Prodigy gave them.
     annotated = {t["text"]: t for t in _lines(data_dir / "news_headlines_ner_manual.jsonl")}

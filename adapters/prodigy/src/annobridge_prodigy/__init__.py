@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -188,17 +189,20 @@ class ProdigyAdapter(Adapter):
         unsorted; a JSON array is in memory anyway). A JSONL file is not held: :class:`TaskIndex`
         knows which lines belong together, and only one input's lines are parsed at a time.
         """
+        named: set[str] = set()
         if not self.is_db and not self._is_json_array():
             for group in self._file_index().groups():
                 grouper = TaskGrouper(self.skip)
                 for where, task in group:
                     self._add(grouper, where, task)
-                yield from grouper.records.values()
+                for record in grouper.records.values():
+                    yield _unique_id(record, named)
             return
         grouper = TaskGrouper(self.skip)
         for where, task in self._db_tasks() if self.is_db else self._json_array_tasks():
             self._add(grouper, where, task)
-        yield from grouper.records.values()
+        for record in grouper.records.values():
+            yield _unique_id(record, named)
 
     def _json_array_tasks(self) -> Iterator[tuple[str, Any]]:
         assert self.path is not None
@@ -407,6 +411,18 @@ class ProdigyAdapter(Adapter):
                     out.write(_task_line(task))
                     result.created += 1
         return result
+
+
+def _unique_id(record: Record, named: set[str]) -> Record:
+    """Record ids stay unique: a saved ``annobridge_id`` that a second input carries too (e.g. a
+    document split into sentences by a recipe, each sentence its own input) goes back to the hash."""
+    fallback = str(record.native_ids["_input_hash"])
+    if record.id != fallback:
+        if record.id in named:
+            record.document = replace(record.document, id=fallback)
+        else:
+            named.add(record.id)
+    return record
 
 
 def _task_line(task: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ it (``text``, ``meta``, hashes; pre-annotations as ``spans`` with ``tokens`` for
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ from annobridge.kit import (
 from .hashes import input_hash, is_hash, task_hash
 
 __all__ = [
+    "ID_KEY",
     "TaskError",
     "TaskGrouper",
     "TaskIndex",
@@ -66,6 +68,10 @@ DEFAULT_ANNOTATOR = "prodigy"
 DEFAULT_MODEL = "prodigy"
 #: task keys copied to Annotation/Prediction native ids
 NATIVE_KEYS = ("_input_hash", "_task_hash", "_session_id", "_view_id")
+#: top-level task key holding the annobridge ``Document.id`` when it is not ``str(_input_hash)``. Prodigy
+#: passes unknown task keys through its stream, web app and database untouched, so every answer to the
+#: task carries it back; it is added after hashing, so it changes neither hash.
+ID_KEY = "annobridge_id"
 
 
 class TaskError(ValueError):
@@ -79,6 +85,8 @@ class TaskError(ValueError):
 class ParsedTask:
     input_hash: int
     document: Document
+    #: the document id came from the task's ``annobridge_id`` (else it is ``str(input_hash)``)
+    named: bool = False
     annotations: list[Annotation] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
 
@@ -305,7 +313,11 @@ def parse_task(task: Any) -> ParsedTask:
     saved = task.get("_input_hash")
     in_hash: int = saved if isinstance(saved, int) and not isinstance(saved, bool) else input_hash(task)
     meta: dict[str, Any] = task["meta"] if isinstance(task.get("meta"), dict) else {}
-    parsed = ParsedTask(input_hash=in_hash, document=Document(id=str(in_hash), text=text, meta=dict(meta)))
+    saved_id = task.get(ID_KEY)
+    named = isinstance(saved_id, str) and saved_id != "" and not has_lone_surrogate(saved_id)
+    # files without the key (Prodigy's own, written before annobridge kept ids): the hash, as before
+    doc_id = str(saved_id) if named else str(in_hash)
+    parsed = ParsedTask(input_hash=in_hash, document=Document(id=doc_id, text=text, meta=dict(meta)), named=named)
 
     versions = task.get("versions")
     answered = "answer" in task
@@ -371,6 +383,7 @@ class TaskGrouper:
     def __init__(self, skip: Callable[[str, str], None]) -> None:
         self.records: dict[int, Record] = {}
         self._skip = skip
+        self._named: set[int] = set()
 
     def add(self, task: Any, where: str) -> None:
         try:
@@ -386,10 +399,16 @@ class TaskGrouper:
                 predictions=parsed.predictions,
                 native_ids={"_input_hash": parsed.input_hash},
             )
+            if parsed.named:
+                self._named.add(parsed.input_hash)
             return
         if record.document.text != parsed.document.text:
             self._skip(where, f"_input_hash {parsed.input_hash} already used by a different text")
             return
+        if parsed.named and parsed.input_hash not in self._named:
+            # the first task seen had no id (written by Prodigy or an older annobridge): a later one names it
+            record.document = replace(record.document, id=parsed.document.id)
+            self._named.add(parsed.input_hash)
         record.annotations.extend(parsed.annotations)
         known = {_prediction_key(p) for p in record.predictions}
         for prediction in parsed.predictions:
@@ -660,7 +679,16 @@ def document_task(
     prediction: Prediction | None = None,
     schema: LabelSchema | None = None,
 ) -> dict[str, Any]:
-    """A task for a recipe's input stream; raises :class:`TaskError` if the pre-annotation is unusable."""
+    """A task for a recipe's input stream; raises :class:`TaskError` if the document or its
+    pre-annotation cannot be stored (the caller reports it as that document's failure)."""
+    if has_lone_surrogate(doc.text):
+        raise TaskError(LONE_SURROGATE)
+    try:
+        # what every write does with the task: UTF-8 JSON (a datetime in meta, a lone surrogate in the
+        # id or meta would otherwise fail the write itself, half-way through a batch)
+        json.dumps({"id": doc.id, "meta": doc.meta}, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TaskError(f"document id or meta cannot be stored as UTF-8 JSON ({exc})") from None
     task: dict[str, Any] = {"text": doc.text, "meta": dict(doc.meta)}
     in_hash = document_input_hash(doc)
     task["_input_hash"] = in_hash
@@ -696,6 +724,8 @@ def document_task(
         task["label"] = schema.labels[0]
     # hashed as streamed, before tokens are added (what Prodigy's loaders do)
     task["_task_hash"] = task_hash(task, in_hash)
+    if doc.id != str(in_hash):
+        task[ID_KEY] = doc.id  # after hashing: the hashes stay the ones Prodigy computes for the text
     if tokens_needed:
         cut = {b for s in task.get("spans", ()) for b in (s["start"], s["end"])}
         tokens = tokenize(doc.text, cut)
