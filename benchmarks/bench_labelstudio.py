@@ -85,6 +85,18 @@ print(json.dumps({"push_s": push, "push_calls": 2 * len(ids), "pull_s": pull, "p
 """
 
 
+# The SDK's own bulk call, timed inside the server venv (where label-studio brings its SDK).
+SDK_BULK_SCRIPT = r"""
+import json, sys, time
+from label_studio_sdk import LabelStudio
+spec = json.loads(sys.stdin.read())
+ls = LabelStudio(base_url=spec["url"], api_key=spec["token"], timeout=900)
+t = time.perf_counter()
+resp = ls.projects.import_tasks(id=spec["project"], request=spec["tasks"], return_task_ids=True)
+print(json.dumps({"push_s": time.perf_counter() - t, "task_count": resp.task_count}))
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=10_000)
@@ -120,6 +132,17 @@ def main() -> None:
         assert resp.status_code == 201, resp.text[:300]
         assert resp.json()["task_count"] == n
 
+        # -- push: the SDK's bulk `projects.import_tasks` (second baseline) ----------------------------------
+        sdk_project = adapter("/projects/new?title=bench-sdk-bulk")
+        sdk_pid = sdk_project.ensure_project(schema)
+        proc = subprocess.run([str(srv.server_venv().python), "-c", SDK_BULK_SCRIPT], capture_output=True, text=True,
+                              input=json.dumps({"url": server.url, "token": server.admin.token, "project": sdk_pid,
+                                                "tasks": tasks}), check=False, timeout=900)
+        if proc.returncode != 0:
+            raise SystemExit(f"SDK bulk baseline failed:\n{proc.stderr[-2000:]}")
+        sdk_bulk = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert sdk_bulk["task_count"] == n
+
         # -- push: annobridge ----------------------------------------------------------------------------
         ab = adapter("/projects/new?title=bench-annobridge")
         ab.ensure_project(schema)
@@ -136,7 +159,7 @@ def main() -> None:
         # -- pull: N tasks with two annotators each (imported in bulk to set up) ---------------------------
         pull_project = adapter("/projects/new?title=bench-pull")
         pull_pid = pull_project.ensure_project(schema)
-        ann = [u.id for u in server.annotators]
+        ann = [u.id for u in server.annotators[:2]]
         annotated = [{"data": {"text": d.text, "annobridge_id": d.id},
                       "annotations": [{"result": ls_result(d, spans, False), "completed_by": uid, "lead_time": 4.2}
                                       for uid in ann],
@@ -183,6 +206,8 @@ def main() -> None:
     table = [
         ("push N tasks with 1 prediction each", ab_push, raw_push, "one raw `POST /import` (all N in one request)",
          naive_push_n),
+        ("push N tasks with 1 prediction each", ab_push, sdk_bulk["push_s"],
+         "label-studio-sdk `projects.import_tasks(id, request=tasks)` (all N in one SDK call)", naive_push_n),
         ("full pull of N annotated tasks (2 annotators) to Records", ab_pull, raw_pull,
          "server JSON export (`GET /export?exportType=JSON`, download + `json.loads`)", naive_pull_n),
     ]

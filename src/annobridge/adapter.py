@@ -36,6 +36,22 @@ class Capabilities:
     def enabled(self) -> list[str]:
         return [f.name for f in fields(self) if f.name != "tasks" and getattr(self, f.name)]
 
+    @classmethod
+    def all_except(cls, *missing: str, tasks: tuple[str, ...] | None = None) -> Capabilities:
+        """Every operation but the ``missing`` ones: ``Capabilities.all_except("pull_since")``.
+
+        A server adapter usually has nearly everything; naming only what it lacks keeps the claim short
+        and easy to review against the contract suite, which checks each flag.
+        """
+        flags = {f.name for f in fields(cls) if f.name != "tasks"}
+        unknown = set(missing) - flags
+        if unknown:
+            raise ValueError(f"unknown capabilities: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {name: name not in missing for name in flags}
+        if tasks is not None:
+            values["tasks"] = tasks
+        return cls(**values)
+
 
 @dataclass
 class ImportResult:

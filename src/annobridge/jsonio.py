@@ -76,6 +76,36 @@ def open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
     return open(path, "rb")
 
 
+def json_problem(value: Any) -> str | None:
+    """Why ``value`` cannot travel as strict JSON (NaN/Infinity, non-JSON types, lone surrogates), or None.
+
+    Python's ``json.dumps`` writes ``NaN`` by default and servers written in Python read it back, so a
+    tool would store a value that its own export's JSON readers (browsers, other languages) refuse.
+    """
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    if has_lone_surrogate(encoded):
+        return "a string holds a lone UTF-16 surrogate, which no UTF-8 text can carry"
+    return None
+
+
+def document_problem(doc: Any) -> str | None:
+    """Why a :class:`~annobridge.model.Document` cannot be imported into any tool, or None.
+
+    Adapters call it per document before a batch is sent, so that one such document fails alone.
+    """
+    if not isinstance(doc.id, str) or not doc.id:
+        return "the document id is empty"
+    if not isinstance(doc.text, str):
+        return f"the text is a {type(doc.text).__name__}, not a string"
+    if has_lone_surrogate(doc.text) or has_lone_surrogate(doc.id):
+        return "the text or id holds a lone UTF-16 surrogate, which no UTF-8 text can carry"
+    problem = json_problem(doc.meta)
+    return f"meta is not JSON: {problem}" if problem else None
+
+
 def has_lone_surrogate(text: str) -> bool:
     """True for a string no UTF-8 encoder can write: JSON's ``\\ud800`` escapes decode to such strings."""
     try:

@@ -40,7 +40,7 @@ from .errors import AnnobridgeError, UsageError
 from .model import Document, LabelSchema, Prediction, Record, Span, TaskKind
 from .plugins import open_adapter
 
-__all__ = ["UNICODE_TEXTS", "AdapterContract", "Annotate", "ContractBackend", "entity"]
+__all__ = ["NAN_DOCUMENT", "UNICODE_TEXTS", "AdapterContract", "Annotate", "ContractBackend", "entity"]
 
 #: texts and their entities as (surface, label, which occurrence). The fourth is adversarial: five
 #: astral characters, a space, then "Zara Zara". The second "Zara", read as UTF-16 code units, lands exactly
@@ -53,6 +53,11 @@ UNICODE_TEXTS: list[tuple[str, list[tuple[str, str, int]]]] = [
     ("🎉🎉🎉🎉🎉 Zara Zara opened in Paris.", [("Zara", "ORG", 0), ("Zara", "ORG", 1), ("Paris", "GPE", 0)]),
     ("北京欢迎你, said Li Wei to 😀 Zara.", [("Li Wei", "PERSON", 0), ("Zara", "ORG", 0)]),
 ]
+
+
+#: a document no JSON API can take honestly: JSON has no NaN, and a server that stored Python's ``NaN`` token
+#: would hand back an export no strict JSON reader parses. An adapter must refuse it alone, before sending.
+NAN_DOCUMENT = Document("contract-nan", "A document whose meta cannot be JSON.", {"weight": float("nan")})
 
 
 def entity(text: str, surface: str, label: str, nth: int = 0) -> Span:

@@ -16,7 +16,7 @@ from conftest import UserSession
 from annobridge.adapter import Adapter
 from annobridge.config import AdapterConfig
 from annobridge.model import Span
-from annobridge.testing import AdapterContract, ContractBackend
+from annobridge.testing import NAN_DOCUMENT, AdapterContract, ContractBackend
 
 _names = itertools.count(1)
 
@@ -76,6 +76,7 @@ class TestDoccanoContract(AdapterContract):
                 {"username": doccano_server.admin.username, "password": doccano_server.admin.password}, env={}
             ),
             annotators=(names[0], names[1], names[2]),
+            bad_document=NAN_DOCUMENT,
             settle=0.05,
             restart=doccano_server.restart_web,
         )

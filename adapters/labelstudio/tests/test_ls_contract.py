@@ -15,7 +15,7 @@ from label_studio_sdk import LabelStudio
 from annobridge.adapter import Adapter
 from annobridge.config import AdapterConfig
 from annobridge.model import Span
-from annobridge.testing import AdapterContract, ContractBackend
+from annobridge.testing import NAN_DOCUMENT, AdapterContract, ContractBackend
 from annobridge_labelstudio.testserver import LabelStudioServer
 
 _titles = itertools.count(1)
@@ -53,8 +53,7 @@ class TestLabelStudioContract(AdapterContract):
             annotate=sdk_annotate(ls_server),
             config=AdapterConfig({"api_key": ls_server.admin.token}, env={}),
             annotators=(emails[0], emails[1], emails[2]),
-            # Label Studio refuses a task whose data is not an object of strings it can show (here: a list)
-            bad_document=None,
+            bad_document=NAN_DOCUMENT,
             settle=1.1,  # updated_at filters compare at one-second resolution
             restart=ls_server.restart,
         )
