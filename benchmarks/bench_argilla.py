@@ -11,7 +11,6 @@ venv (``argilla==2.8.0`` is installed there on first use) because its pins do no
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from _report import write_section  # noqa: E402
 from annobridge.adapter import AdapterURL  # noqa: E402
 from annobridge.config import AdapterConfig  # noqa: E402
 from annobridge.model import Document, LabelSchema, Prediction, Span, TaskKind  # noqa: E402
-from annobridge_argilla import ArgillaAdapter  # noqa: E402
+from annobridge_argilla import ArgillaAdapter, testserver  # noqa: E402
 
 LABELS = ["FASHION_BRAND"]
 
@@ -72,15 +71,6 @@ SDK_SCRIPT = textwrap.dedent(
 )
 
 
-def _server_module() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_argilla_server", ROOT / "tests" / "argilla" / "server.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def corpus(n: int) -> list[dict[str, Any]]:
     """The tests' real Reddit texts (with their FASHION_BRAND spans) repeated under distinct ids."""
     rows = [json.loads(line) for line in (ROOT / "tests" / "data" / "argilla" / "fashion_brands_sample.jsonl")
@@ -103,7 +93,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--chunks", type=int, default=4, help="alternate this many chunks between the two")
     args = parser.parse_args()
-    server_mod = _server_module()
+    server_mod = testserver
     began = time.perf_counter()
     python = server_mod.ensure_sdk()
     install_s = time.perf_counter() - began

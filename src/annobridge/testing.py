@@ -25,10 +25,15 @@ Needs pytest (the ``test`` extra); nothing else in annobridge imports this modul
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import spacy
@@ -92,6 +97,10 @@ class ContractBackend:
     annotators: tuple[str, str, str] = ("alice", "bob", "carol")
     #: the adapter's settings (keys, passwords); None reads them as a user's run would (environment, config file)
     config: AdapterConfig | None = None
+    #: servers only: the adapter's URL with ``{port}`` for the port, and the environment variables that carry its
+    #: credentials, for a CLI run against a port nobody listens on (its secret values must never print)
+    offline_url: str | None = None
+    offline_env: dict[str, str] = field(default_factory=dict)
 
 
 def _docs(n: int = len(UNICODE_TEXTS)) -> list[Document]:
@@ -254,3 +263,25 @@ class AdapterContract:
         backend.restart()
         rest = [r.id for r in pulled]
         assert sorted([first.id, *rest]) == before  # nothing lost, nothing doubled
+
+    def test_unreachable_server_through_the_cli(self, backend: ContractBackend, tmp_path: Path) -> None:
+        """``annobridge pull`` on a port nobody listens on: one line, exit code 3, within seconds, no secret."""
+        if backend.offline_url is None:
+            pytest.skip("not a server adapter")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, **backend.offline_env, "ANNOBRIDGE_CONFIG": str(tmp_path / "none")}
+        began = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "annobridge", "pull", backend.offline_url.format(port=port),
+             "-o", str(tmp_path / "out.jsonl")],
+            capture_output=True, text=True, env=env, timeout=120,
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 3, output
+        assert f"cannot reach 127.0.0.1:{port} (connection refused): is the server running?" in proc.stderr
+        for secret in backend.offline_env.values():
+            assert secret not in output
+        assert time.monotonic() - began < 30  # interpreter start included; the HTTP layer gives up within 10 s
+        assert not (tmp_path / "out.jsonl").exists()  # nothing half-written

@@ -1,10 +1,8 @@
-"""One real Argilla 2.8 server per test session (see server.py for what runs and why)."""
+"""One real Argilla 2.8 server per test session (annobridge_argilla.testserver says what runs and why)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,23 +12,10 @@ import pytest
 
 from annobridge.adapter import AdapterURL
 from annobridge.config import AdapterConfig
-from annobridge_argilla import ArgillaAdapter
+from annobridge_argilla import ArgillaAdapter, testserver
 
-
-def _load_server_module() -> Any:
-    # other tool folders have a server.py too: load ours under a name of its own
-    name = "annobridge_tests_argilla_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "server.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-server_module = _load_server_module()
-ArgillaServer = server_module.ArgillaServer
+server_module = testserver
+ArgillaServer = testserver.ArgillaServer
 
 DATA = Path(__file__).resolve().parents[3] / "tests" / "data" / "argilla"
 

@@ -7,6 +7,7 @@ own client makes; regions carry code point offsets and their text, as the 1.23 w
 from __future__ import annotations
 
 import itertools
+import secrets
 from typing import Any
 
 import pytest
@@ -56,4 +57,6 @@ class TestLabelStudioContract(AdapterContract):
             bad_document=NAN_DOCUMENT,
             settle=1.1,  # updated_at filters compare at one-second resolution
             restart=ls_server.restart,
+            offline_url="labelstudio://127.0.0.1:{port}/projects/1",
+            offline_env={"LABEL_STUDIO_API_KEY": "cli-token-" + secrets.token_hex(16)},
         )

@@ -31,31 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from annobridge.kit import (
-    Adapter,
-    AdapterConfig,
-    AdapterError,
-    AdapterURL,
-    Annotation,
-    Answer,
-    Capabilities,
-    Document,
-    ImportResult,
-    LabelSchema,
-    Prediction,
-    Record,
-    SchemaError,
-    Secret,
-    Span,
-    TaskKind,
-    UsageError,
-    as_datetime,
-    check_span,
-    filter_answers,
-    has_astral,
-    hookimpl,
-    utf16_to_codepoint,
-)
+from annobridge import kit
 
 if TYPE_CHECKING:
     import httpx
@@ -70,16 +46,16 @@ MAX_BULK = 500
 MAX_PAGE = 1000
 
 QUESTION_NAMES = {
-    TaskKind.NER: "entities",
-    TaskKind.SPANS: "spans",
-    TaskKind.TEXTCAT: "label",
-    TaskKind.TEXTCAT_MULTILABEL: "labels",
+    kit.TaskKind.NER: "entities",
+    kit.TaskKind.SPANS: "spans",
+    kit.TaskKind.TEXTCAT: "label",
+    kit.TaskKind.TEXTCAT_MULTILABEL: "labels",
 }
 QUESTION_TYPES = {
-    TaskKind.NER: "span",
-    TaskKind.SPANS: "span",
-    TaskKind.TEXTCAT: "label_selection",
-    TaskKind.TEXTCAT_MULTILABEL: "multi_label_selection",
+    kit.TaskKind.NER: "span",
+    kit.TaskKind.SPANS: "span",
+    kit.TaskKind.TEXTCAT: "label_selection",
+    kit.TaskKind.TEXTCAT_MULTILABEL: "multi_label_selection",
 }
 #: metadata properties annobridge creates; the rest of a record's metadata is the document's own
 META_DOC_ID, META_SOURCE, META_MODEL, META_UNCERTAINTY = "doc_id", "source", "model_version", "uncertainty"
@@ -88,7 +64,7 @@ RESERVED_META = (META_DOC_ID, META_MODEL, META_UNCERTAINTY)
 #: Argilla response status -> annobridge answer. A draft is unfinished work, so it is kept
 #: (status in ``meta``) but marked ``skip`` so merging never trains on it; a discarded record
 #: is one the annotator declined to label, Prodigy's ``ignore``.
-STATUS_TO_ANSWER = {"submitted": Answer.ACCEPT, "discarded": Answer.IGNORE, "draft": Answer.SKIP}
+STATUS_TO_ANSWER = {"submitted": kit.Answer.ACCEPT, "discarded": kit.Answer.IGNORE, "draft": kit.Answer.SKIP}
 
 _AGENT_OK = re.compile(r"[^a-zA-Z0-9\-_:./\s]")
 _POSITION = re.compile(r"Record at position (\d+) is not valid")
@@ -96,7 +72,7 @@ _POSITION = re.compile(r"Record at position (\d+) is not valid")
 
 def _utc(value: Any) -> datetime | None:
     """Argilla returns naive UTC timestamps; make them aware so they compare with anything."""
-    dt = as_datetime(value)
+    dt = kit.as_datetime(value)
     if dt is not None and dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt
@@ -175,12 +151,12 @@ class _Dataset:
     metadata_names: set[str] = field(default_factory=set)
 
     @property
-    def task(self) -> TaskKind:
+    def task(self) -> kit.TaskKind:
         if self.question_type == "span":
-            return TaskKind.SPANS if self.allow_overlapping else TaskKind.NER
+            return kit.TaskKind.SPANS if self.allow_overlapping else kit.TaskKind.NER
         if self.question_type == "multi_label_selection":
-            return TaskKind.TEXTCAT_MULTILABEL
-        return TaskKind.TEXTCAT
+            return kit.TaskKind.TEXTCAT_MULTILABEL
+        return kit.TaskKind.TEXTCAT
 
 
 class _Malformed(Exception):
@@ -193,33 +169,24 @@ class _Existing:
     metadata: dict[str, Any]
 
 
-class ArgillaAdapter(Adapter):
+class ArgillaAdapter(kit.Adapter):
     scheme = "argilla"
     description = "Argilla 2.x datasets (REST API; owner/admin key for import and full pulls)"
     url_example = "argilla://127.0.0.1:6900/my-workspace/my-dataset"
-    capabilities = Capabilities(
-        create_project=True,
-        import_documents=True,
-        push_predictions=True,
-        pull=True,
-        pull_since=True,
-        per_annotator=True,
-        prediction_scores=True,
-        overlapping_spans=True,
-    )
+    capabilities = kit.Capabilities.all_except()  # test_*_contract.py checks each claim it can observe
 
-    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *,
+    def __init__(self, url: kit.AdapterURL, config: kit.AdapterConfig | None = None, *,
                  transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(url, config)
         parts = [p for p in url.path.split("/") if p]
         if len(parts) != 2:
-            raise UsageError(
+            raise kit.UsageError(
                 f"{url}: expected argilla://HOST:PORT/WORKSPACE/DATASET, e.g. {self.url_example}"
             )
         self.workspace, self.dataset_name = parts
         # The same https rule whether the server comes from the URL, ARGILLA_API_URL or the config file.
         self.base_url = self.config.server_url(url, env="ARGILLA_API_URL")
-        self.api_key: Secret | None = self.config.secret("api_key", env="ARGILLA_API_KEY")
+        self.api_key: kit.Secret | None = self.config.secret("api_key", env="ARGILLA_API_KEY")
         params = url.params
         self.field_name: str | None = params.get("field")
         self.question_name: str | None = params.get("question")
@@ -241,7 +208,7 @@ class ArgillaAdapter(Adapter):
             from annobridge.http import HttpClient, StaticTokenAuth
 
             if not self.api_key:
-                raise UsageError(
+                raise kit.UsageError(
                     "Argilla needs an API key: set ARGILLA_API_KEY or api_key in the [argilla] config section"
                 )
             self._client = HttpClient(
@@ -271,12 +238,12 @@ class ArgillaAdapter(Adapter):
             return response.json() if response.content else None
         reason = server_reason(response, self.client.redact)
         if response.status_code == 401:
-            raise AdapterError(f"Argilla rejected the API key while {what} (401): set ARGILLA_API_KEY")
+            raise kit.AdapterError(f"Argilla rejected the API key while {what} (401): set ARGILLA_API_KEY")
         if response.status_code == 403:
-            raise AdapterError(
+            raise kit.AdapterError(
                 f"Argilla refused {what} (403: {reason}); this needs an owner or admin API key"
             )
-        raise AdapterError(f"Argilla failed {what} (HTTP {response.status_code}: {reason})")
+        raise kit.AdapterError(f"Argilla failed {what} (HTTP {response.status_code}: {reason})")
 
     def _get(self, path: str, what: str, **params: Any) -> Any:
         return self._ok(self._request("GET", path, params=params or None), what)
@@ -289,7 +256,7 @@ class ArgillaAdapter(Adapter):
             if ws["name"] == self.workspace:
                 return str(ws["id"])
         if not create:
-            raise UsageError(f"Argilla has no workspace {self.workspace!r} visible to this API key")
+            raise kit.UsageError(f"Argilla has no workspace {self.workspace!r} visible to this API key")
         created = self._ok(
             self._request("POST", "/workspaces", json={"name": self.workspace}),
             f"creating workspace {self.workspace!r}",
@@ -302,7 +269,7 @@ class ArgillaAdapter(Adapter):
                 return dict(ds)
         return None
 
-    def _load(self, raw: Mapping[str, Any], schema: LabelSchema | None = None) -> _Dataset:
+    def _load(self, raw: Mapping[str, Any], schema: kit.LabelSchema | None = None) -> _Dataset:
         ds_id = str(raw["id"])
         fields = self._get(f"/datasets/{ds_id}/fields", "reading fields")["items"]
         questions = self._get(f"/datasets/{ds_id}/questions", "reading questions")["items"]
@@ -317,7 +284,7 @@ class ArgillaAdapter(Adapter):
             chosen = candidates
         if len(chosen) != 1:
             names = ", ".join(f"{q['name']} ({q['settings']['type']})" for q in questions) or "none"
-            raise SchemaError(
+            raise kit.SchemaError(
                 f"Argilla dataset {self.dataset_name!r}: cannot tell which question to use (questions: {names}); "
                 "name one with ?question=NAME"
             )
@@ -328,7 +295,7 @@ class ArgillaAdapter(Adapter):
         if field_name is None:
             field_name = "text" if "text" in text_fields else (text_fields[0] if len(text_fields) == 1 else None)
         if field_name is None or field_name not in text_fields:
-            raise SchemaError(
+            raise kit.SchemaError(
                 f"Argilla dataset {self.dataset_name!r}: no text field {field_name!r} "
                 f"(text fields: {', '.join(text_fields) or 'none'}); name one with ?field=NAME"
             )
@@ -346,21 +313,22 @@ class ArgillaAdapter(Adapter):
             metadata_names={str(m["name"]) for m in metadata},
         )
 
-    def dataset(self, schema: LabelSchema | None = None) -> _Dataset:
+    def dataset(self, schema: kit.LabelSchema | None = None) -> _Dataset:
         """The dataset this URL names (must exist)."""
         if self._dataset is None:
             raw = self._find_dataset_raw(self._find_workspace(create=False))
             if raw is None:
-                raise UsageError(
+                raise kit.UsageError(
                     f"Argilla has no dataset {self.dataset_name!r} in workspace {self.workspace!r}; "
                     "create it by importing with a task and labels"
                 )
             if raw.get("status") != "ready":
-                raise UsageError(f"Argilla dataset {self.dataset_name!r} is not published (status {raw.get('status')})")
+                raise kit.UsageError(
+                    f"Argilla dataset {self.dataset_name!r} is not published (status {raw.get('status')})")
             self._dataset = self._load(raw, schema)
         return self._dataset
 
-    def ensure_project(self, schema: LabelSchema) -> str:
+    def ensure_project(self, schema: kit.LabelSchema) -> str:
         """Create (or check) the dataset for ``schema``; returns its id."""
         workspace_id = self._find_workspace(create=True)
         raw = self._find_dataset_raw(workspace_id)
@@ -381,28 +349,28 @@ class ArgillaAdapter(Adapter):
         assert raw is not None
         dataset = self._load(raw, schema)
         if dataset.question_type != QUESTION_TYPES[schema.task]:
-            raise SchemaError(
+            raise kit.SchemaError(
                 f"Argilla dataset {self.dataset_name!r} asks a {dataset.question_type} question, "
                 f"not one for {schema.task.value}"
             )
         missing = [label for label in schema.labels if label not in dataset.labels]
         if missing:
-            raise SchemaError(
+            raise kit.SchemaError(
                 f"Argilla dataset {self.dataset_name!r} lacks the labels {missing}; question "
                 f"{dataset.question!r} offers {dataset.labels}"
             )
         if schema.allows_overlap and not dataset.allow_overlapping:
-            raise SchemaError(f"Argilla dataset {self.dataset_name!r} does not allow overlapping spans")
+            raise kit.SchemaError(f"Argilla dataset {self.dataset_name!r} does not allow overlapping spans")
         self._dataset = dataset
         return dataset.id
 
-    def _configure_draft(self, ds_id: str, schema: LabelSchema) -> None:
+    def _configure_draft(self, ds_id: str, schema: kit.LabelSchema) -> None:
         """Add what a draft dataset lacks (a run may have stopped half-way), so publishing can go ahead."""
         labels = list(dict.fromkeys(schema.labels))
         if not labels:
-            raise SchemaError("Creating an Argilla dataset needs labels: give the schema its labels")
-        if schema.task in (TaskKind.TEXTCAT, TaskKind.TEXTCAT_MULTILABEL) and len(labels) < 2:
-            raise SchemaError(
+            raise kit.SchemaError("Creating an Argilla dataset needs labels: give the schema its labels")
+        if schema.task in (kit.TaskKind.TEXTCAT, kit.TaskKind.TEXTCAT_MULTILABEL) and len(labels) < 2:
+            raise kit.SchemaError(
                 "Argilla label questions need at least two labels; for a binary category add its opposite, "
                 f"e.g. --labels {labels[0]},NOT_{labels[0]}"
             )
@@ -463,7 +431,7 @@ class ArgillaAdapter(Adapter):
             found[str(key)] = _Existing(str(item["id"]), dict(item.get("metadata") or {}))
         return found
 
-    def _metadata(self, doc: Document, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def _metadata(self, doc: kit.Document, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
         meta: dict[str, Any] = dict(base or {})
         for key, value in doc.meta.items():
             if key not in RESERVED_META:
@@ -475,16 +443,16 @@ class ArgillaAdapter(Adapter):
         return meta
 
     def _suggestion(
-        self, ds: _Dataset, doc: Document, prediction: Prediction
+        self, ds: _Dataset, doc: kit.Document, prediction: kit.Prediction
     ) -> tuple[dict[str, Any] | None, float | None]:
         """The suggestion for ``prediction`` and its uncertainty (1 - confidence; None without scores)."""
         agent = _agent(prediction.model_version or "model")
         if ds.question_type == "span":
-            spans: list[Span] = []
+            spans: list[kit.Span] = []
             for span in prediction.spans:
-                checked = check_span(doc.text, span)
+                checked = kit.check_span(doc.text, span)
                 if not checked.ok or checked.span is None:
-                    raise SchemaError(
+                    raise kit.SchemaError(
                         f"prediction span {span.start}-{span.end} {span.label}: {checked.note}"
                     )
                 spans.append(checked.span)
@@ -518,12 +486,12 @@ class ArgillaAdapter(Adapter):
         return suggestion, 1.0 - margin
 
     def _item(
-        self, ds: _Dataset, doc: Document, prediction: Prediction | None, existing: _Existing | None
+        self, ds: _Dataset, doc: kit.Document, prediction: kit.Prediction | None, existing: _Existing | None
     ) -> dict[str, Any]:
         item: dict[str, Any] = {"external_id": doc.id}
         if existing is None:
             if not isinstance(doc.text, str):
-                raise SchemaError("document text is not a string")
+                raise kit.SchemaError("document text is not a string")
             item["fields"] = {ds.text_field: doc.text}
             metadata = self._metadata(doc)
         else:
@@ -540,15 +508,15 @@ class ArgillaAdapter(Adapter):
         try:
             json.dumps(item, allow_nan=False)
         except (TypeError, ValueError) as exc:  # caught here, one record fails instead of the whole request
-            raise SchemaError(f"metadata cannot be sent as JSON: {exc}") from None
+            raise kit.SchemaError(f"metadata cannot be sent as JSON: {exc}") from None
         return item
 
-    def source_schema(self) -> LabelSchema | None:
+    def source_schema(self) -> kit.LabelSchema | None:
         """What the dataset's question asks: a span question -> ner/spans, label questions -> textcat."""
         ds = self.dataset()
-        return LabelSchema(ds.task, list(ds.labels))
+        return kit.LabelSchema(ds.task, list(ds.labels))
 
-    def _bulk(self, ds: _Dataset, items: list[tuple[str, dict[str, Any]]], result: ImportResult) -> None:
+    def _bulk(self, ds: _Dataset, items: list[tuple[str, dict[str, Any]]], result: kit.ImportResult) -> None:
         """PUT one bulk; on 422 drop the named record(s) or split, so every good record lands."""
         if not items:
             return
@@ -583,11 +551,11 @@ class ArgillaAdapter(Adapter):
     def _write(
         self,
         ds: _Dataset,
-        entries: Iterable[tuple[Document, Prediction | None]],
+        entries: Iterable[tuple[kit.Document, kit.Prediction | None]],
         *,
         update_existing: bool,
-    ) -> ImportResult:
-        result = ImportResult()
+    ) -> kit.ImportResult:
+        result = kit.ImportResult()
         existing = self._existing(ds)
         seen: set[str] = set()
         batch: list[tuple[str, dict[str, Any]]] = []
@@ -604,7 +572,7 @@ class ArgillaAdapter(Adapter):
                 continue
             try:
                 batch.append((doc.id, self._item(ds, doc, prediction, found)))
-            except (SchemaError, ValueError, TypeError) as exc:
+            except (kit.SchemaError, ValueError, TypeError) as exc:
                 result.failed.append((doc.id, str(exc)))
                 continue
             if len(batch) >= self.batch_size:
@@ -615,20 +583,20 @@ class ArgillaAdapter(Adapter):
 
     def import_documents(
         self,
-        documents: Iterable[Document],
+        documents: Iterable[kit.Document],
         *,
-        schema: LabelSchema | None = None,
-        predictions: dict[str, Prediction] | None = None,
-    ) -> ImportResult:
+        schema: kit.LabelSchema | None = None,
+        predictions: dict[str, kit.Prediction] | None = None,
+    ) -> kit.ImportResult:
         if schema is not None:
             self.ensure_project(schema)
         ds = self.dataset()
         preds = predictions or {}
         return self._write(ds, ((doc, preds.get(doc.id)) for doc in documents), update_existing=False)
 
-    def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
+    def push_predictions(self, items: Iterable[tuple[kit.Document, kit.Prediction]]) -> kit.ImportResult:
         ds = self.dataset()
-        latest: dict[str, tuple[Document, Prediction]] = {}
+        latest: dict[str, tuple[kit.Document, kit.Prediction]] = {}
         for doc, prediction in items:
             latest[doc.id] = (doc, prediction)  # Argilla keeps one suggestion per question and record
         return self._write(ds, latest.values(), update_existing=True)
@@ -702,7 +670,7 @@ class ArgillaAdapter(Adapter):
             self._users.setdefault(str(me["id"]), str(me["username"]))
         return self._users
 
-    def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+    def pull(self, *, answers: Collection[kit.Answer] | None = None, since: Any = None) -> Iterator[kit.Record]:
         self.span_notes.clear()  # the notes are those of the latest pull
         ds = self.dataset()
         since_dt = _utc(since)
@@ -721,10 +689,10 @@ class ArgillaAdapter(Adapter):
                 record.annotations = [a for a in record.annotations if a.updated_at and a.updated_at > since_dt]
                 if not record.annotations:
                     continue
-            yield filter_answers(record, answers)
+            yield kit.filter_answers(record, answers)
         self.cursor = latest.isoformat() if latest is not None else None
 
-    def _record(self, ds: _Dataset, item: Mapping[str, Any], users: Mapping[str, str]) -> Record | None:
+    def _record(self, ds: _Dataset, item: Mapping[str, Any], users: Mapping[str, str]) -> kit.Record | None:
         doc_id = str(item.get("external_id") or item["id"])
         where = f"{ds.name}/{doc_id}"
         text = (item.get("fields") or {}).get(ds.text_field)
@@ -733,8 +701,8 @@ class ArgillaAdapter(Adapter):
             return None
         metadata = dict(item.get("metadata") or {})
         meta = {k: v for k, v in metadata.items() if k not in RESERVED_META}
-        document = Document(id=doc_id, text=text, meta=meta)
-        record = Record(
+        document = kit.Document(id=doc_id, text=text, meta=meta)
+        record = kit.Record(
             document,
             native_ids={"argilla_record_id": str(item["id"]), "argilla_dataset_id": ds.id,
                         "argilla_status": item.get("status")},
@@ -752,16 +720,16 @@ class ArgillaAdapter(Adapter):
 
     def _annotation(
         self, ds: _Dataset, text: str, response: Mapping[str, Any], users: Mapping[str, str], where: str
-    ) -> Annotation:
+    ) -> kit.Annotation:
         user_id = str(response.get("user_id"))
         annotator = users.get(user_id, user_id)
         status = str(response.get("status"))
         values = response.get("values") or {}
         value = (values.get(ds.question) or {}).get("value")
-        ann = Annotation(
+        ann = kit.Annotation(
             annotator=annotator,
             # a status this adapter does not know is kept but never trained on
-            answer=STATUS_TO_ANSWER.get(status, Answer.SKIP),
+            answer=STATUS_TO_ANSWER.get(status, kit.Answer.SKIP),
             created_at=_utc(response.get("inserted_at")),
             updated_at=_utc(response.get("updated_at")),
             native_ids={"argilla_response_id": str(response.get("id")), "argilla_user_id": user_id},
@@ -790,18 +758,18 @@ class ArgillaAdapter(Adapter):
         return ann
 
     def _spans(self, text: str, value: Any, where: str, doc_id: str = ""
-               ) -> tuple[list[Span], list[tuple[str, str]]]:
+               ) -> tuple[list[kit.Span], list[tuple[str, str]]]:
         """Spans with their covered text as claim, UTF-16 offsets converted, and the notes of what changed.
 
         A span without usable offsets is left out as a dropped span (the record and its other spans stay).
         """
         if not isinstance(value, list):
             raise _Malformed(f"{where}: span answer is not a list ({type(value).__name__})")
-        spans: list[Span] = []
+        spans: list[kit.Span] = []
         notes: list[tuple[str, str]] = []  # (why, detailed note)
         for raw in value:
             try:
-                span = Span(int(raw["start"]), int(raw["end"]), str(raw["label"]))
+                span = kit.Span(int(raw["start"]), int(raw["end"]), str(raw["label"]))
             except (KeyError, TypeError, ValueError):
                 self.note_span(doc_id or where, "dropped", "span without usable offsets")
                 continue
@@ -815,20 +783,20 @@ class ArgillaAdapter(Adapter):
 
     def _prediction(
         self, ds: _Dataset, text: str, suggestion: Mapping[str, Any], metadata: Mapping[str, Any]
-    ) -> Prediction:
+    ) -> kit.Prediction:
         agent = str(suggestion.get("agent") or "argilla")
         model = str(metadata.get(META_MODEL) or agent)
         if _agent(model) != agent:
             model = agent  # the suggestion was replaced by another agent's since annobridge sent it
         value, score = suggestion.get("value"), suggestion.get("score")
-        prediction = Prediction(model_version=model, created_at=_utc(suggestion.get("updated_at")),
+        prediction = kit.Prediction(model_version=model, created_at=_utc(suggestion.get("updated_at")),
                                 native_ids={"argilla_suggestion_id": str(suggestion.get("id"))})
         if ds.question_type == "span":
             items = value if isinstance(value, list) else []
             scores = score if isinstance(score, list) else [score] * len(items)
             for raw, span_score in zip(items, scores, strict=False):
                 try:
-                    span = Span(int(raw["start"]), int(raw["end"]), str(raw["label"]),
+                    span = kit.Span(int(raw["start"]), int(raw["end"]), str(raw["label"]),
                                 score=float(span_score) if span_score is not None else None)
                 except (KeyError, TypeError, ValueError):
                     raise _Malformed(f"suggestion by {agent}: malformed span {raw!r}") from None
@@ -854,7 +822,7 @@ def _on_word_edges(text: str, start: int, end: int) -> bool:
     return left and right
 
 
-def verify_offsets(text: str, span: Span) -> tuple[Span, str | None]:
+def verify_offsets(text: str, span: kit.Span) -> tuple[kit.Span, str | None]:
     """Check a span read from Argilla (code points expected); the result claims the text it covers.
 
     UTF-16 offsets (what a JavaScript front end counts) are converted when that is the only reading
@@ -864,8 +832,8 @@ def verify_offsets(text: str, span: Span) -> tuple[Span, str | None]:
     """
     start, end = span.start, span.end
     as_cp_ok = 0 <= start < end <= len(text)
-    if has_astral(text):
-        s16, e16 = utf16_to_codepoint(text, start), utf16_to_codepoint(text, end)
+    if kit.has_astral(text):
+        s16, e16 = kit.utf16_to_codepoint(text, start), kit.utf16_to_codepoint(text, end)
         if s16 is not None and e16 is not None and s16 < e16 and (s16, e16) != (start, end):
             cp_fits = as_cp_ok and _on_word_edges(text, start, end)
             if not cp_fits and _on_word_edges(text, s16, e16):
@@ -875,6 +843,6 @@ def verify_offsets(text: str, span: Span) -> tuple[Span, str | None]:
     return replace(span, text=text[start:end]), None
 
 
-@hookimpl
+@kit.hookimpl
 def register_adapters(register: Any) -> None:
     register(ArgillaAdapter)

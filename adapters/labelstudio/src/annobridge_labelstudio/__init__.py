@@ -33,27 +33,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from annobridge.kit import (
-    Adapter,
-    AdapterConfig,
-    AdapterError,
-    AdapterURL,
-    Annotation,
-    Answer,
-    Capabilities,
-    Document,
-    ImportResult,
-    LabelSchema,
-    Prediction,
-    Record,
-    SchemaError,
-    Span,
-    UsageError,
-    as_datetime,
-    check_span,
-    document_problem,
-    hookimpl,
-)
+from annobridge import kit
 
 from .labelconfig import LabelConfig, label_config_for
 
@@ -85,7 +65,7 @@ def iter_json_array(chunks: Iterable[bytes], skip: int = 0) -> Iterator[Any]:
                 break
             if not started:
                 if buf[pos] != "[":
-                    raise AdapterError("Label Studio's export is not a JSON array.")
+                    raise kit.AdapterError("Label Studio's export is not a JSON array.")
                 started = True
                 pos += 1
                 continue
@@ -101,7 +81,7 @@ def iter_json_array(chunks: Iterable[bytes], skip: int = 0) -> Iterator[Any]:
             index += 1
     buf = buf[pos:] + utf8.decode(b"", final=True)
     if buf.strip() not in ("", "]"):
-        raise AdapterError("Label Studio's export ended in the middle of a task (truncated download).")
+        raise kit.AdapterError("Label Studio's export ended in the middle of a task (truncated download).")
 
 
 class Cursor(dict):  # type: ignore[type-arg]
@@ -133,7 +113,7 @@ def _batches_by_size(ids: list[str], budget: int) -> Iterator[list[str]]:
         yield batch
 
 
-def _aid(annotation: Annotation) -> str:
+def _aid(annotation: kit.Annotation) -> str:
     return str(annotation.native_ids.get("annotation_id"))
 
 
@@ -141,24 +121,25 @@ def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class LabelStudioAdapter(Adapter):
+class LabelStudioAdapter(kit.Adapter):
     scheme = "labelstudio"
     description = "Label Studio projects over the REST API (legacy token or personal access token)"
     url_example = "labelstudio://127.0.0.1:8080/projects/1"
-    capabilities = Capabilities.all_except()  # test_*_contract.py checks each claim it can observe
+    capabilities = kit.Capabilities.all_except()  # test_*_contract.py checks each claim it can observe
 
-    def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *, client: LabelStudioClient | None = None
-                 ) -> None:
+    def __init__(self, url: kit.AdapterURL, config: kit.AdapterConfig | None = None, *,
+                 client: LabelStudioClient | None = None) -> None:
         super().__init__(url, config)
         match = _PROJECT_PATH.match(url.path or "")
         if not match:
-            raise UsageError(
+            raise kit.UsageError(
                 f"{url}: expected labelstudio://HOST:PORT/projects/ID or labelstudio://HOST:PORT/projects/new?title=..."
             )
         self.project_id: int | None = None if match.group(1) == "new" else int(match.group(1))
         self.title: str | None = url.params.get("title")
         if self.project_id is None and not self.title:
-            raise UsageError(f"{url}: projects/new needs a title, e.g. labelstudio://HOST:PORT/projects/new?title=News")
+            raise kit.UsageError(
+                f"{url}: projects/new needs a title, e.g. labelstudio://HOST:PORT/projects/new?title=News")
         self.chunk_size = int(url.params.get("chunk_size", 5000))
         self.page_size = int(url.params.get("page_size", 500))
         self.set_sampling = url.params.get("sampling", "uncertainty") != "keep"
@@ -184,7 +165,7 @@ class LabelStudioAdapter(Adapter):
         self.client.close()
 
     # -- project -----------------------------------------------------------------------------
-    def _project_id(self, create_with: LabelSchema | None = None) -> int:
+    def _project_id(self, create_with: kit.LabelSchema | None = None) -> int:
         if self.project_id is not None:
             return self.project_id
         assert self.title is not None
@@ -194,7 +175,7 @@ class LabelStudioAdapter(Adapter):
                 self.project_id = int(project["id"])
                 return self.project_id
         if create_with is None:
-            raise UsageError(f"No Label Studio project titled {self.title!r}; import with a schema to create it.")
+            raise kit.UsageError(f"No Label Studio project titled {self.title!r}; import with a schema to create it.")
         resp = self.client.request("POST", "/api/projects/", json={
             "title": self.title,
             "label_config": label_config_for(create_with),
@@ -211,7 +192,7 @@ class LabelStudioAdapter(Adapter):
             self._label_config = LabelConfig.parse(self.project()["label_config"])
         return self._label_config
 
-    def ensure_project(self, schema: LabelSchema) -> int:
+    def ensure_project(self, schema: kit.LabelSchema) -> int:
         """The project's id; created from ``schema`` for ``projects/new?title=``; its config must cover the labels."""
         pid = self._project_id(create_with=schema)
         self._label_config = None
@@ -221,12 +202,12 @@ class LabelStudioAdapter(Adapter):
     def count(self) -> int | None:
         return int(self.project().get("task_number") or 0)
 
-    def source_schema(self) -> LabelSchema | None:
+    def source_schema(self) -> kit.LabelSchema | None:
         """What the project's label config asks for (``<Labels>`` -> a span task, ``<Choices>`` -> textcat)."""
         return self.label_config().schema()
 
     # -- import ----------------------------------------------------------------------------------
-    def _result_items(self, pred: Prediction | Annotation, text: str, where: str) -> list[dict[str, Any]]:
+    def _result_items(self, pred: kit.Prediction | kit.Annotation, text: str, where: str) -> list[dict[str, Any]]:
         """Label Studio result items for a prediction; refuses labels the project's config lacks."""
         config = self.label_config()
         obj_name, _key = config.text_object()
@@ -234,7 +215,7 @@ class LabelStudioAdapter(Adapter):
         for span in pred.spans:
             control = config.span_control_for(span.label)
             if not (0 <= span.start < span.end <= len(text)):
-                raise SchemaError(f"{where}: span {span.start}-{span.end} is outside the text ({len(text)} chars).")
+                raise kit.SchemaError(f"{where}: span {span.start}-{span.end} is outside the text ({len(text)} chars).")
             item: dict[str, Any] = {
                 "from_name": control.name, "to_name": control.to_name or obj_name, "type": control.tag,
                 "value": {"start": span.start, "end": span.end, "text": text[span.start:span.end],
@@ -264,7 +245,7 @@ class LabelStudioAdapter(Adapter):
         return items
 
     @staticmethod
-    def _task_score(pred: Prediction) -> float | None:
+    def _task_score(pred: kit.Prediction) -> float | None:
         """Per-task score: the prediction's own, else the least confident region (what uncertainty sampling wants:
         the lowest score is served first)."""
         if pred.score is not None:
@@ -274,7 +255,7 @@ class LabelStudioAdapter(Adapter):
             scores.append(max(pred.categories.values()))
         return float(min(scores)) if scores else None
 
-    def _prediction_json(self, doc: Document, pred: Prediction) -> dict[str, Any]:
+    def _prediction_json(self, doc: kit.Document, pred: kit.Prediction) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model_version": pred.model_version,
             "result": self._result_items(pred, doc.text, f"document {doc.id!r}"),
@@ -284,7 +265,7 @@ class LabelStudioAdapter(Adapter):
             body["score"] = score
         return body
 
-    def _task_json(self, doc: Document, pred: Prediction | None) -> dict[str, Any]:
+    def _task_json(self, doc: kit.Document, pred: kit.Prediction | None) -> dict[str, Any]:
         _obj, key = self.label_config().text_object()
         task: dict[str, Any] = {"data": {key: doc.text, ID_KEY: doc.id}}
         if doc.meta:
@@ -314,22 +295,22 @@ class LabelStudioAdapter(Adapter):
 
     def import_documents(
         self,
-        documents: Iterable[Document],
+        documents: Iterable[kit.Document],
         *,
-        schema: LabelSchema | None = None,
-        predictions: dict[str, Prediction] | None = None,
-    ) -> ImportResult:
+        schema: kit.LabelSchema | None = None,
+        predictions: dict[str, kit.Prediction] | None = None,
+    ) -> kit.ImportResult:
         if schema is not None:
             self.ensure_project(schema)
         pairs = ((doc, (predictions or {}).get(doc.id)) for doc in documents)
         return self._import(pairs)
 
-    def _import(self, pairs: Iterable[tuple[Document, Prediction | None]]) -> ImportResult:
+    def _import(self, pairs: Iterable[tuple[kit.Document, kit.Prediction | None]]) -> kit.ImportResult:
         pid = self._project_id()
         empty = not self.count()  # a new project needs no look-up of what is there
-        result = ImportResult()
+        result = kit.ImportResult()
         model_versions: list[str] = []
-        chunk: list[tuple[Document, Prediction | None]] = []
+        chunk: list[tuple[kit.Document, kit.Prediction | None]] = []
         seen: set[str] = set()
 
         def flush() -> None:
@@ -342,7 +323,7 @@ class LabelStudioAdapter(Adapter):
                 result.existing += 1
                 continue
             seen.add(doc.id)
-            problem = document_problem(doc)
+            problem = kit.document_problem(doc)
             if problem:  # fails alone, before its chunk is sent
                 result.failed.append((doc.id, problem))
                 continue
@@ -356,9 +337,9 @@ class LabelStudioAdapter(Adapter):
             self._set_model_version(model_versions[-1])
         return result
 
-    def _import_chunk(self, pid: int, chunk: list[tuple[Document, Prediction | None]], *, check_existing: bool
-                      ) -> ImportResult:
-        result = ImportResult()
+    def _import_chunk(self, pid: int, chunk: list[tuple[kit.Document, kit.Prediction | None]], *, check_existing: bool
+                      ) -> kit.ImportResult:
+        result = kit.ImportResult()
         todo = chunk
         if check_existing:
             existing = self.find_tasks(doc.id for doc, _ in chunk)
@@ -402,16 +383,16 @@ class LabelStudioAdapter(Adapter):
             body["sampling"] = UNCERTAINTY
         self.client.request("PATCH", f"/api/projects/{self._project_id()}/", json=body, idempotent=True)
 
-    def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
+    def push_predictions(self, items: Iterable[tuple[kit.Document, kit.Prediction]]) -> kit.ImportResult:
         """Add predictions in bulk; documents not in the project are imported with theirs inline.
 
         A task that already has a prediction of the same ``model_version`` is counted as existing, so a re-run
         adds nothing twice.
         """
         pid = self._project_id()
-        result = ImportResult()
+        result = kit.ImportResult()
         model_versions: list[str] = []
-        batch: list[tuple[Document, Prediction]] = []
+        batch: list[tuple[kit.Document, kit.Prediction]] = []
 
         def flush() -> None:
             if not batch:
@@ -497,7 +478,7 @@ class LabelStudioAdapter(Adapter):
                 users = self.client.get_json("/api/users/")
                 for user in users if isinstance(users, list) else users.get("results", []):
                     self._users[int(user["id"])] = str(user.get("email") or user["id"])
-            except AdapterError:
+            except kit.AdapterError:
                 pass  # annotators then show as their numeric ids
         return self._users.get(int(completed_by), str(completed_by))
 
@@ -509,14 +490,15 @@ class LabelStudioAdapter(Adapter):
         return str(value) if value is not None else f"ls-task-{task.get('id')}"
 
     def _convert_results(self, results: list[Any], text: str, where: str, note_repairs: list[str],
-                         prediction: bool = False, doc_id: str = "") -> tuple[list[Span], dict[str, float], list[Any]]:
+                         prediction: bool = False, doc_id: str = ""
+                         ) -> tuple[list[kit.Span], dict[str, float], list[Any]]:
         """Spans (checked against the text, repairs noted), categories and unmapped items of one result list.
 
         A span that cannot be kept or had to be repaired is noted with :meth:`note_span` (for annotations: the
         export counts it); it never makes the record count as skipped.
         """
         config = self.label_config()
-        spans: list[Span] = []
+        spans: list[kit.Span] = []
         categories: dict[str, float] = {}
         other: list[Any] = []
         for n, item in enumerate(results or []):
@@ -529,13 +511,13 @@ class LabelStudioAdapter(Adapter):
             if kind in ("labels", "hypertextlabels", "paragraphlabels") and "start" in value:
                 for label in value.get("labels") or []:
                     try:
-                        span = Span(int(value["start"]), int(value["end"]), str(label),
+                        span = kit.Span(int(value["start"]), int(value["end"]), str(label),
                                     score=float(score) if score is not None else None, text=value.get("text"))
                     except (TypeError, ValueError, KeyError):
                         self._span_note(doc_id, "dropped", "span without usable offsets",
                                         f"{where} result {n}: {value!r}"[:200], prediction)
                         continue
-                    checked = check_span(text, span)
+                    checked = kit.check_span(text, span)
                     if checked.span is None:
                         self._span_note(doc_id, "dropped", str(checked.note),
                                         f"{where} result {n}: span {span.start}-{span.end} {label}", prediction)
@@ -569,7 +551,7 @@ class LabelStudioAdapter(Adapter):
             self.repaired.append((where, f"span dropped: {why}"))
         self.note_span(doc_id, kind, why)
 
-    def _annotation(self, raw: dict[str, Any], text: str, where: str, doc_id: str = "") -> Annotation:
+    def _annotation(self, raw: dict[str, Any], text: str, where: str, doc_id: str = "") -> kit.Annotation:
         repairs: list[str] = []
         spans, categories, other = self._convert_results(raw.get("result") or [], text, where, repairs,
                                                          doc_id=doc_id)
@@ -584,34 +566,34 @@ class LabelStudioAdapter(Adapter):
         completed_by = raw.get("completed_by")
         if completed_by is not None:
             native["user_id"] = completed_by.get("id") if isinstance(completed_by, dict) else completed_by
-        return Annotation(
+        return kit.Annotation(
             annotator=self._user_name(completed_by),
             spans=spans,
             categories=categories,
-            answer=Answer.SKIP if raw.get("was_cancelled") else Answer.ACCEPT,
+            answer=kit.Answer.SKIP if raw.get("was_cancelled") else kit.Answer.ACCEPT,
             ground_truth=bool(raw.get("ground_truth")),
-            created_at=as_datetime(raw.get("created_at")),
-            updated_at=as_datetime(raw.get("updated_at")),
+            created_at=kit.as_datetime(raw.get("created_at")),
+            updated_at=kit.as_datetime(raw.get("updated_at")),
             native_ids=native,
             meta=meta,
         )
 
-    def _prediction(self, raw: Any, text: str, where: str) -> Prediction | None:
+    def _prediction(self, raw: Any, text: str, where: str) -> kit.Prediction | None:
         if not isinstance(raw, dict):  # an id only (easy export); nothing to map
             return None
         repairs: list[str] = []
         spans, categories, _other = self._convert_results(raw.get("result") or [], text, where, repairs,
                                                           prediction=True, doc_id=where)
-        return Prediction(
+        return kit.Prediction(
             model_version=str(raw.get("model_version") or ""),
             spans=spans,
             categories=categories,
             score=raw.get("score"),
-            created_at=as_datetime(raw.get("created_at")),
+            created_at=kit.as_datetime(raw.get("created_at")),
             native_ids={"prediction_id": raw.get("id")},
         )
 
-    def _record(self, task: dict[str, Any]) -> Record | None:
+    def _record(self, task: dict[str, Any]) -> kit.Record | None:
         _obj, key = self.label_config().text_object()
         data = task.get("data") or {}
         where = f"task {task.get('id')}"
@@ -623,7 +605,7 @@ class LabelStudioAdapter(Adapter):
         for k, v in data.items():
             if k not in (key, ID_KEY):
                 meta.setdefault(k, v)
-        record = Record(Document(self._doc_id(task), text, meta),
+        record = kit.Record(kit.Document(self._doc_id(task), text, meta),
                         native_ids={"task_id": task.get("id"), "project_id": self._project_id()})
         for raw in task.get("annotations") or []:
             if isinstance(raw, dict):
@@ -642,7 +624,7 @@ class LabelStudioAdapter(Adapter):
         except (KeyError, TypeError, ValueError):
             return datetime.now(timezone.utc)
 
-    def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
+    def pull(self, *, answers: Collection[kit.Answer] | None = None, since: Any = None) -> Iterator[kit.Record]:
         self.span_notes.clear()  # the notes are those of the latest pull
         self.deleted = []
         self.repaired = []
@@ -660,18 +642,18 @@ class LabelStudioAdapter(Adapter):
             try:
                 since = json.loads(since)
             except json.JSONDecodeError:
-                raise UsageError("since: not a JSON cursor nor a date") from None
+                raise kit.UsageError("since: not a JSON cursor nor a date") from None
         if since is None:
             tasks = self._export_tasks(pid)
         elif isinstance(since, dict) and "watermark" in since:
             if since.get("project") not in (None, pid):
-                raise UsageError(f"This cursor belongs to project {since.get('project')}, not {pid}.")
+                raise kit.UsageError(f"This cursor belongs to project {since.get('project')}, not {pid}.")
             seen = {str(k): dict(v) for k, v in (since.get("seen") or {}).items()}
             complete = bool(since.get("complete"))
-            since_dt = as_datetime(since["watermark"])
+            since_dt = kit.as_datetime(since["watermark"])
             tasks = self._changed_tasks(pid, since_dt)
         else:
-            since_dt = as_datetime(since)
+            since_dt = kit.as_datetime(since)
             tasks = self._changed_tasks(pid, since_dt)
         keep = set(answers) if answers is not None else None
         for task in tasks:
@@ -723,11 +705,11 @@ class LabelStudioAdapter(Adapter):
         deadline = time.monotonic() + 3600
         while export.get("status") not in ("completed", "failed"):
             if time.monotonic() > deadline:
-                raise AdapterError(f"Label Studio export {eid} did not finish within an hour.")
+                raise kit.AdapterError(f"Label Studio export {eid} did not finish within an hour.")
             time.sleep(0.5)
             export = self.client.get_json(f"/api/projects/{pid}/exports/{eid}")
         if export.get("status") == "failed":
-            raise AdapterError(f"Label Studio export {eid} of project {pid} failed on the server.")
+            raise kit.AdapterError(f"Label Studio export {eid} of project {pid} failed on the server.")
         done = 0
         try:
             for _attempt in range(20):
@@ -742,16 +724,16 @@ class LabelStudioAdapter(Adapter):
                     import httpx
 
                     # AdapterError: the retried request gave up; TransportError: the body stream broke off.
-                    if not isinstance(exc, (AdapterError, httpx.TransportError, OSError)):
+                    if not isinstance(exc, (kit.AdapterError, httpx.TransportError, OSError)):
                         raise
                     last: Exception = exc
                     self.resumed += 1
-            raise AdapterError(f"Label Studio export download kept failing: {last}")
+            raise kit.AdapterError(f"Label Studio export download kept failing: {last}")
         finally:
             # The snapshot file is only a means; do not let pulls pile them up on the server.
             try:
                 self.client.request("DELETE", f"/api/projects/{pid}/exports/{eid}", ok=(404,))
-            except AdapterError:
+            except kit.AdapterError:
                 pass
 
     def _changed_tasks(self, pid: int, since: datetime | None) -> Iterator[dict[str, Any]]:
@@ -764,7 +746,7 @@ class LabelStudioAdapter(Adapter):
         yield from self._tasks({"fields": "all", "query": query}, self.page_size)
 
 
-@hookimpl
+@kit.hookimpl
 def register_adapters(register: Any) -> None:
     register(LabelStudioAdapter)
 
