@@ -252,6 +252,14 @@ class Adapter(ABC):
         """How many records a full pull yields, when cheap to know (for progress bars)."""
         return None
 
+    def server_version(self) -> str | None:
+        """The tool's own name and version as its server reports them (``"label-studio 1.23.2"``), or None.
+
+        ``annobridge adapters SOURCE`` shows it; an unreachable server raises as any request would.
+        File-based adapters and servers that do not say return None.
+        """
+        return None
+
     def source_schema(self) -> LabelSchema | None:
         """The task and labels the source's project asks annotators for, when the tool stores them.
 

@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
+from .adapter import redact
 from .errors import AnnobridgeError, UsageError
 from .model import Answer, TaskKind
 
@@ -502,11 +503,33 @@ def stats_cmd(
     out_console.print(_counter_table("Labels (accepted)", per_label, "label"))
 
 
+def _capability_summary(caps: Any) -> str:
+    """``all``, ``all but pull_since``, or the list: short enough for an 80-column table."""
+    from dataclasses import fields
+
+    flags = [f.name for f in fields(caps) if f.name != "tasks"]
+    missing = [flag for flag in flags if not getattr(caps, flag)]
+    if not missing:
+        return "all"
+    if len(missing) <= 2:
+        return "all but " + ", ".join(missing)
+    return ", ".join(caps.enabled()) or "none"
+
+
 @app.command("adapters")
-def adapters_cmd() -> None:
-    """List installed adapters, their versions and what they can do."""
+def adapters_cmd(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Source URLs to connect to: shows the server's own version (needs its credentials)."),
+    ] = None,
+) -> None:
+    """List installed adapters, their versions and what they can do.
+
+    With SOURCE URLs, also connect to each and show the server's version:
+    annobridge adapters labelstudio://127.0.0.1:8080/projects/1
+    """
     from .errors import MissingDependencyError
-    from .plugins import get_registry
+    from .plugins import get_registry, open_adapter
 
     registry = get_registry()
     table = Table(show_edge=False)
@@ -523,12 +546,25 @@ def adapters_cmd() -> None:
             escape(info.scheme),
             escape(package),
             status,
-            escape(", ".join(info.adapter.capabilities.enabled())),
+            escape(_capability_summary(info.adapter.capabilities)),
             escape(info.adapter.url_example),
         )
     out_console.print(table)
     for error in registry.errors:
         out_console.print(f"[red]plugin failed to load[/] {escape(str(error.entry_point))}: {escape(str(error.error))}")
+    worst = 0
+    for source in sources or []:
+        try:
+            with open_adapter(source) as adapter:
+                version = adapter.server_version()
+        except AnnobridgeError as exc:
+            console.print(f"[bold red]error:[/] {escape(redact(source))}: {escape(str(exc))}", soft_wrap=True)
+            worst = max(worst, exc.exit_code)
+            continue
+        said = version or "the server does not report a version"
+        out_console.print(f"{escape(redact(source))}: {escape(said)}", soft_wrap=True)
+    if worst:
+        raise typer.Exit(worst)
 
 
 def _mount_subcommands() -> None:

@@ -53,6 +53,7 @@ import tenacity
 
 from .config import Secret, check_server_url
 from .errors import AdapterError, ServerUnreachableError
+from .jsonio import iter_json_array
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -582,6 +583,30 @@ class HttpClient:
             yield response
         finally:
             response.close()
+
+    def stream_json_array(self, method: str, path: str, *, attempts: int = 20, what: str = "The download",
+                          on_resume: Callable[[Exception], None] | None = None, **kwargs: Any) -> Iterator[Any]:
+        """The items of a JSON array body, parsed as they arrive (one item in memory at a time).
+
+        When the connection breaks off mid-body (a server restart), the request is sent again and the items
+        already yielded are skipped: use it for bodies that do not change between requests (a snapshot
+        export). ``on_resume`` is called with the error before each new attempt.
+        """
+        done = 0
+        last: Exception | None = None
+        for _attempt in range(attempts):
+            try:
+                with self.stream(method, path, **kwargs) as response:
+                    for item in iter_json_array(response.iter_bytes(1 << 16), skip=done, what=what):
+                        done += 1
+                        yield item
+                return
+            except (AdapterError, httpx.TransportError, OSError) as exc:
+                # AdapterError: the retried request gave up, or the body ended early; TransportError: it broke off
+                last = exc
+                if on_resume is not None:
+                    on_resume(exc)
+        raise AdapterError(f"{what} kept failing after {attempts} attempts: {self.redact(str(last))}")
 
     # -- retry policy ---------------------------------------------------------------------------------------
     def _wait(self, rs: tenacity.RetryCallState) -> float:

@@ -12,15 +12,18 @@ reported with its 1-based line number; the rest of the file is read.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import srsly
+
+from .errors import AdapterError
 
 __all__ = [
     "BOM",
@@ -74,6 +77,64 @@ def open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
     if is_gzip(path):
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb")
+
+
+def iter_json_array(chunks: Iterable[bytes], skip: int = 0, what: str = "The download") -> Iterator[Any]:
+    """Yield the items of a JSON array arriving in byte chunks, holding one item (plus a chunk) in memory.
+
+    ``skip`` items are read but not yielded (a download restarted after a broken connection). A body that
+    is not an array, or ends inside an item (a truncated download), raises :class:`~annobridge.errors.AdapterError`.
+    """
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    buf = ""
+    pos = 0
+    started = False
+    index = 0
+    for chunk in chunks:
+        buf = buf[pos:] + utf8.decode(chunk)
+        pos = 0
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(buf):
+                break
+            if not started:
+                if buf[pos] != "[":
+                    raise AdapterError(f"{what} is not a JSON array.")
+                started = True
+                pos += 1
+                continue
+            if buf[pos] == "]":
+                return
+            try:
+                item, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError:
+                break  # the item continues in the next chunk
+            pos = end
+            if index >= skip:
+                yield item
+            index += 1
+    buf = buf[pos:] + utf8.decode(b"", final=True)
+    if buf.strip() not in ("", "]"):
+        raise AdapterError(f"{what} ended in the middle of an item (truncated download).")
+
+
+def batches_by_encoded_size(values: Iterable[str], budget: int) -> Iterator[list[str]]:
+    """Split strings into lists whose URL-encoded JSON stays under ``budget`` characters (query-string caps)."""
+    from urllib.parse import quote
+
+    batch: list[str] = []
+    size = 0
+    for value in values:
+        cost = len(quote(json.dumps(value))) + 3
+        if batch and size + cost > budget:
+            yield batch
+            batch, size = [], 0
+        batch.append(value)
+        size += cost
+    if batch:
+        yield batch
 
 
 def json_problem(value: Any) -> str | None:

@@ -101,6 +101,8 @@ class ContractBackend:
     #: credentials, for a CLI run against a port nobody listens on (its secret values must never print)
     offline_url: str | None = None
     offline_env: dict[str, str] = field(default_factory=dict)
+    #: what ``adapter.server_version()`` must say for the running server (None: the tool does not report one)
+    server_version: str | None = None
 
 
 def _docs(n: int = len(UNICODE_TEXTS)) -> list[Document]:
@@ -285,3 +287,7 @@ class AdapterContract:
             assert secret not in output
         assert time.monotonic() - began < 30  # interpreter start included; the HTTP layer gives up within 10 s
         assert not (tmp_path / "out.jsonl").exists()  # nothing half-written
+
+    def test_server_version_as_the_server_reports_it(self, adapter: Adapter, backend: ContractBackend) -> None:
+        """``annobridge adapters SOURCE`` shows it; a tool that reports none must answer None, not guess."""
+        assert adapter.server_version() == backend.server_version

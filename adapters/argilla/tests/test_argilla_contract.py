@@ -19,6 +19,7 @@ from annobridge.adapter import Adapter
 from annobridge.config import AdapterConfig
 from annobridge.model import Span
 from annobridge.testing import NAN_DOCUMENT, AdapterContract, ContractBackend
+from annobridge_argilla import testserver
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ class TestArgillaContract(AdapterContract):
             bad_document=NAN_DOCUMENT,
             settle=0.05,
             restart=argilla_server.restart,
+            server_version=f"argilla-server {testserver.SERVER_VERSION}",
             offline_url="argilla://127.0.0.1:{port}/team/news",
             offline_env={"ARGILLA_API_KEY": "cli-key-" + secrets.token_hex(16)},
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from annobridge.errors import AdapterError, SchemaError, ServerUnreachableError,
 from annobridge.http import JWTRefreshAuth
 from annobridge.model import Answer, Document, LabelSchema, Prediction, Span, TaskKind
 from annobridge.plugins import open_adapter
-from annobridge_labelstudio import LabelStudioAdapter, iter_json_array
+from annobridge_labelstudio import LabelStudioAdapter
 from annobridge_labelstudio.labelconfig import LabelConfig, label_config_for
 
 # -- no server needed ----------------------------------------------------------------------------
@@ -42,17 +41,6 @@ def test_label_config_refuses_unknown_labels() -> None:
         config.choice_control_for("PER")
     with pytest.raises(SchemaError, match="at least one label"):
         label_config_for(LabelSchema(TaskKind.NER, []))
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 100_000])
-def test_iter_json_array_any_chunking(size: int) -> None:
-    items = [{"id": i, "text": "é😀中" * i, "n": [i, {"x": "]"}]} for i in range(40)]
-    raw = json.dumps(items, ensure_ascii=False).encode()
-    chunks = [raw[i:i + size] for i in range(0, len(raw), size)]
-    assert list(iter_json_array(chunks)) == items
-    assert list(iter_json_array(chunks, skip=25)) == items[25:]
-    with pytest.raises(AdapterError, match="truncated"):
-        list(iter_json_array([raw[: len(raw) // 2]]))
 
 
 def test_url_forms() -> None:
@@ -257,3 +245,23 @@ def test_dropped_spans_are_span_notes_not_skipped_records(
     assert report.spans_dropped == {why: 1}
     with pytest.raises(UsageError, match="--task textcat does not fit"):
         annobridge.export(adapter_for(ls_server, f"/projects/{adapter.project_id}"), tmp_path / "c2", task="textcat")
+
+
+@pytest.mark.server
+def test_adapters_command_shows_the_server_version(ls_server: LabelStudioServer, tmp_path: Path) -> None:
+    """`annobridge adapters SOURCE`, the real CLI: the table, then the server's own version; the key never prints."""
+    import os
+    import subprocess
+    import sys
+
+    from annobridge_labelstudio.testserver import LS_VERSION
+
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": ls_server.admin.token, "ANNOBRIDGE_CONFIG": str(tmp_path / "none"),
+           "COLUMNS": "120"}
+    source = f"labelstudio://127.0.0.1:{ls_server.port}/projects/1"
+    proc = subprocess.run([sys.executable, "-m", "annobridge", "adapters", source], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{source}: label-studio {LS_VERSION}" in proc.stdout
+    assert "annobridge-labelstudio" in proc.stdout
+    assert ls_server.admin.token not in proc.stdout + proc.stderr

@@ -17,7 +17,7 @@ from annobridge.adapter import Adapter
 from annobridge.config import AdapterConfig
 from annobridge.model import Span
 from annobridge.testing import NAN_DOCUMENT, AdapterContract, ContractBackend
-from annobridge_labelstudio.testserver import LabelStudioServer
+from annobridge_labelstudio.testserver import LS_VERSION, LabelStudioServer
 
 _titles = itertools.count(1)
 
@@ -57,6 +57,7 @@ class TestLabelStudioContract(AdapterContract):
             bad_document=NAN_DOCUMENT,
             settle=1.1,  # updated_at filters compare at one-second resolution
             restart=ls_server.restart,
+            server_version=f"label-studio {LS_VERSION}",
             offline_url="labelstudio://127.0.0.1:{port}/projects/1",
             offline_env={"LABEL_STUDIO_API_KEY": "cli-token-" + secrets.token_hex(16)},
         )

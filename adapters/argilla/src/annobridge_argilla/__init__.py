@@ -812,6 +812,11 @@ class ArgillaAdapter(kit.Adapter):
             prediction.categories = {str(v): float(s) for v, s in zip(value, scores, strict=False)}
         return prediction
 
+    def server_version(self) -> str | None:
+        body = self._get("/version", "reading the server version")
+        version = body.get("version") if isinstance(body, dict) else None
+        return f"argilla-server {version}" if version else None
+
     def __repr__(self) -> str:
         return f"ArgillaAdapter({self.base_url!r}, {self.workspace!r}, {self.dataset_name!r})"
 

@@ -24,7 +24,6 @@ How things are kept:
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 import time
@@ -40,48 +39,11 @@ from .labelconfig import LabelConfig, label_config_for
 if TYPE_CHECKING:
     from .client import LabelStudioClient
 
-__all__ = ["Cursor", "LabelStudioAdapter", "iter_json_array", "label_config_for"]
+__all__ = ["Cursor", "LabelStudioAdapter", "label_config_for"]
 
 ID_KEY = "annobridge_id"
 UNCERTAINTY = "Uncertainty sampling"
 _PROJECT_PATH = re.compile(r"^/?projects/(\d+|new)/?$")
-
-
-def iter_json_array(chunks: Iterable[bytes], skip: int = 0) -> Iterator[Any]:
-    """Yield the items of a JSON array arriving in byte chunks, holding one item (plus a chunk) in memory."""
-    decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")()
-    buf = ""
-    pos = 0
-    started = False
-    index = 0
-    for chunk in chunks:
-        buf = buf[pos:] + utf8.decode(chunk)
-        pos = 0
-        while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(buf):
-                break
-            if not started:
-                if buf[pos] != "[":
-                    raise kit.AdapterError("Label Studio's export is not a JSON array.")
-                started = True
-                pos += 1
-                continue
-            if buf[pos] == "]":
-                return
-            try:
-                item, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError:
-                break  # the item continues in the next chunk
-            pos = end
-            if index >= skip:
-                yield item
-            index += 1
-    buf = buf[pos:] + utf8.decode(b"", final=True)
-    if buf.strip() not in ("", "]"):
-        raise kit.AdapterError("Label Studio's export ended in the middle of a task (truncated download).")
 
 
 class Cursor(dict):  # type: ignore[type-arg]
@@ -94,23 +56,6 @@ class Cursor(dict):  # type: ignore[type-arg]
 
     def isoformat(self) -> str:
         return str(self)
-
-
-def _batches_by_size(ids: list[str], budget: int) -> Iterator[list[str]]:
-    """Split ids into lists whose URL-encoded JSON stays under ``budget`` characters."""
-    from urllib.parse import quote
-
-    batch: list[str] = []
-    size = 0
-    for doc_id in ids:
-        cost = len(quote(json.dumps(doc_id))) + 3
-        if batch and size + cost > budget:
-            yield batch
-            batch, size = [], 0
-        batch.append(doc_id)
-        size += cost
-    if batch:
-        yield batch
 
 
 def _aid(annotation: kit.Annotation) -> str:
@@ -277,7 +222,7 @@ class LabelStudioAdapter(kit.Adapter):
     def find_tasks(self, doc_ids: Iterable[str]) -> dict[str, int]:
         """Map annobridge document ids to task ids (ids not in the project are left out)."""
         found: dict[str, int] = {}
-        for batch in _batches_by_size(list(dict.fromkeys(doc_ids)), budget=24_000):
+        for batch in kit.batches_by_encoded_size(dict.fromkeys(doc_ids), budget=24_000):
             # Batched by encoded size: the ids travel in the query string, which the server caps at 64 KiB.
             query = {"filters": {"conjunction": "and", "items": [
                 {"filter": f"filter:tasks:data.{ID_KEY}", "operator": "in_list", "type": "String", "value": batch}]}}
@@ -617,6 +562,11 @@ class LabelStudioAdapter(kit.Adapter):
                 record.predictions.append(pred)
         return record
 
+    def server_version(self) -> str | None:
+        body = self.client.get_json("/api/version")
+        release = body.get("release") if isinstance(body, dict) else None
+        return f"label-studio {release}" if release else None
+
     def _server_now(self) -> datetime:
         resp = self.client.request("GET", "/api/version")
         try:
@@ -710,25 +660,13 @@ class LabelStudioAdapter(kit.Adapter):
             export = self.client.get_json(f"/api/projects/{pid}/exports/{eid}")
         if export.get("status") == "failed":
             raise kit.AdapterError(f"Label Studio export {eid} of project {pid} failed on the server.")
-        done = 0
-        try:
-            for _attempt in range(20):
-                try:
-                    with self.client.stream("GET", f"/api/projects/{pid}/exports/{eid}/download",
-                                            params={"exportType": "JSON"}) as resp:
-                        for task in iter_json_array(resp.iter_bytes(1 << 16), skip=done):
-                            done += 1
-                            yield task
-                    return
-                except Exception as exc:
-                    import httpx
+        def resumed(_exc: Exception) -> None:
+            self.resumed += 1
 
-                    # AdapterError: the retried request gave up; TransportError: the body stream broke off.
-                    if not isinstance(exc, (kit.AdapterError, httpx.TransportError, OSError)):
-                        raise
-                    last: Exception = exc
-                    self.resumed += 1
-            raise kit.AdapterError(f"Label Studio export download kept failing: {last}")
+        try:
+            yield from self.client.stream_json_array(
+                "GET", f"/api/projects/{pid}/exports/{eid}/download", params={"exportType": "JSON"},
+                what="Label Studio's export", on_resume=resumed)
         finally:
             # The snapshot file is only a means; do not let pulls pile them up on the server.
             try:
