@@ -560,3 +560,85 @@ def test_unreachable_server_through_the_cli(tmp_path: Path) -> None:
     assert f"cannot reach 127.0.0.1:{port} (connection refused): is the server running?" in proc.stderr
     assert "k" * 30 not in proc.stdout + proc.stderr
     assert time.monotonic() - began < 30  # interpreter start included; the HTTP part gives up within 10 s
+
+
+class _RecordPaths:
+    """Records (method, path) of every request on the way to the real server; changes nothing."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def handle_request(self, request: Any) -> Any:
+        with self.lock:
+            self.calls.append((request.method, request.url.path))
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def count(self, suffix: str, method: str = "GET") -> int:
+        return sum(1 for m, p in self.calls if m == method and p.endswith(suffix))
+
+
+def test_incremental_pull_reads_only_what_it_needs(
+    make_adapter: Any, annotators: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import annobridge_doccano
+
+    adapter = make_adapter(collaborative="true")
+    docs, preds, labels = ner_corpus(12)
+    adapter.ensure_project(LabelSchema(TaskKind.NER, labels))
+    ids = adapter.import_documents(docs, predictions=preds).native_ids
+    pid, (ann1, ann2) = adapter.project_id, annotators
+    for doc in docs[:4]:
+        ann1.confirm(pid, ids[doc.id])
+    full = by_id(list(adapter.pull()))
+    assert sorted(r.id for r in full.values() if r.annotations) == sorted(d.id for d in docs[:4])
+    rec = _RecordPaths(adapter.client.transport)
+    adapter.client.transport = rec  # type: ignore[assignment]
+
+    # a new label on two unconfirmed examples: one export, no confirmed listing (the counters say no
+    # confirmation moved), one read per changed example (its labels; no state read for unconfirmed ones)
+    cursor = adapter.cursor
+    for doc in docs[6:8]:
+        taken = {i for span in preds[doc.id].spans for i in range(span.start, span.end)}
+        free = next(i for i, ch in enumerate(doc.text) if i not in taken and not ch.isspace())
+        ann2.add_span(pid, ids[doc.id], *u16(doc.text, free, free + 1), labels[0])
+    changed = by_id(list(adapter.pull(since=cursor)))
+    assert sorted(changed) == sorted(d.id for d in docs[6:8])
+    for doc in docs[6:8]:
+        (annotation,) = changed[doc.id].annotations
+        assert annotation.annotator == "annotator2" and annotation.meta["confirmed"] is False
+        assert "annotator2" in annotation.meta["label_users"]
+    assert rec.count("/download", "POST") == 1
+    assert rec.count("/spans") == 2 and rec.count("/states") == 0
+    assert not any(p.endswith("/examples") for _m, p in rec.calls)
+
+    # the same state as a full pull gives
+    again = by_id(list(adapter.pull()))
+    for doc in docs[6:8]:
+        assert again[doc.id].annotations[0].spans == changed[doc.id].annotations[0].spans
+
+    # un-confirming many examples: an export is cheaper than reading each of them, so the pull diffs one
+    cursor = adapter.cursor
+    monkeypatch.setattr(annobridge_doccano, "EXPORT_COST_READS", 2)
+    for doc in docs[:3]:
+        ann1.confirm(pid, ids[doc.id])  # a toggle: un-confirms
+    rec.calls.clear()
+    changed = by_id(list(adapter.pull(since=cursor)))
+    assert rec.count("/download", "POST") == 1
+    # docs[:3] carry only the model's labels again: nothing to yield, and no per-example read for them
+    assert changed == {} and rec.count("/spans") == 0
+    assert list(adapter.pull(since=adapter.cursor)) == []
+
+    # one more un-confirmation with the default budget: read from the examples API, no export
+    monkeypatch.setattr(annobridge_doccano, "EXPORT_COST_READS", 400)
+    cursor = adapter.cursor
+    ann1.confirm(pid, ids[docs[3].id])
+    rec.calls.clear()
+    assert list(adapter.pull(since=cursor)) == []
+    assert rec.count("/download", "POST") == 0 and rec.count("/states") == 0
+    final = by_id(list(adapter.pull()))
+    assert sorted(r.id for r in final.values() if r.annotations) == sorted(d.id for d in docs[6:8])

@@ -30,12 +30,12 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from annobridge.kit import (
     Adapter,
@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 KEY_ID = "annobridge_id"
 KEY_META = "annobridge_meta"
@@ -80,6 +82,12 @@ CURSOR_PREFIX = "doccano-cursor:v1:"
 IMPORT_CHUNK = 20_000
 #: up to this many confirmed examples are listed through the examples API (~400/s) rather than by an export task
 CONFIRMED_BY_API = 1000
+#: per-example reads in flight. doccano's gunicorn serves a few requests at a time (2 workers x 2 threads in
+#: annobridge's test server; `doccano webserver` starts 2 x cores + 1 workers) and each read costs it ~3-5 ms:
+#: more in flight than that only queue, fewer leave workers idle
+READ_WORKERS = 8
+#: an export task (start, Celery pick-up, poll, download) costs about as much as this many single reads
+EXPORT_COST_READS = 400
 PALETTE = ["#2E86DE", "#E67E22", "#27AE60", "#C0392B", "#8E44AD", "#16A085", "#D35400", "#2C3E50", "#F1C40F"]
 
 SEQ = "SequenceLabeling"
@@ -136,8 +144,8 @@ def _make_client_class() -> type:
 
         def wait_task(self, task_id: str, *, timeout: float, what: str) -> Any:
             """Poll ``/v1/tasks/status/ID`` until ready; doccano reports nothing if no worker runs."""
-            deadline = time.monotonic() + timeout
-            delay = 0.2
+            started = time.monotonic()
+            deadline = started + timeout
             while True:
                 status = self.get(f"/v1/tasks/status/{task_id}")
                 if status.get("ready"):
@@ -151,8 +159,9 @@ def _make_client_class() -> type:
                         f"doccano {what} task {task_id} not finished after {timeout:.0f}s. doccano runs imports "
                         "and exports in Celery: is a worker (`doccano task`) running next to the web server?"
                     )
-                time.sleep(delay)
-                delay = min(delay * 1.5, 2.0)
+                # A status read costs the server a few ms: poll every 0.1 s while a pull's export is typically
+                # finishing (1-3 s), then back off to one poll per 2 s for long imports.
+                time.sleep(min(0.1 + 0.1 * (time.monotonic() - started), 2.0))
 
     return DoccanoClient
 
@@ -830,6 +839,7 @@ class DoccanoAdapter(Adapter):
         signature = self._signature(project)
         state: dict[str, Any] = {"d": {}, "s": signature, "c": None}
         records: Iterator[Record] | None = None
+        known_confirmed: dict[str, set[int]] | None = None
         old_sig = (previous or {}).get("s")
         if previous is not None and old_sig and not _truthy(self._opt("exact", False)):
             if old_sig == signature:
@@ -838,11 +848,25 @@ class DoccanoAdapter(Adapter):
             elif (project.collaborative and previous.get("c") is not None
                   and (old_sig.get("t"), old_sig.get("l")) == (signature["t"], signature["l"])):
                 # Same examples, same labels per member and type: only confirmations moved.
-                records = self._pull_confirmations(previous, state)
+                rows = self._confirmed_examples(int(signature.get("done") or 0))
+                before = {int(x) for x in previous.get("c") or []}
+                unconfirmed = before - set(rows)
+                # Reads per flipped example: 2 here (labels + state, or example + labels); an export diff reads
+                # the newly confirmed ones the same way, but un-confirmed examples that are untouched now not at
+                # all. So many un-confirmations make the export the cheaper way.
+                if 2 * len(unconfirmed) <= EXPORT_COST_READS:
+                    records = self._pull_confirmations(previous, state, rows, before)
+                else:
+                    known_confirmed = {"": set(rows)}
+            elif (project.collaborative and previous.get("c") is not None
+                  and (old_sig.get("p"), old_sig.get("done")) == (signature["p"], signature.get("done"))):
+                # Labels moved but no confirmation: the confirmed examples are the cursor's (as far as the counters
+                # tell, like everything here); the export path need not list them again.
+                known_confirmed = {"": {int(x) for x in previous["c"]}}
         if records is None:
             previous_digests = previous["d"] if previous is not None else None
             labels_by_file = self._export(confirmed_only=False)
-            confirmed = self._confirmed_sets(project, signature)
+            confirmed = known_confirmed if known_confirmed is not None else self._confirmed_sets(project, signature)
             if project.collaborative:
                 state["c"] = sorted(confirmed.get("", set()))
                 records = self._pull_collaborative(labels_by_file, confirmed.get("", set()), previous_digests,
@@ -876,12 +900,20 @@ class DoccanoAdapter(Adapter):
         done = int(signature.get("done") or 0)
         if done == 0:
             return {}
-        if project.collaborative and done <= CONFIRMED_BY_API:
-            return {"": set(self._confirmed_rows(done))}
-        files = self._export(confirmed_only=True)
         if project.collaborative:
-            return {"": {int(r["id"]) for rows in files.values() for r in rows}}
+            return {"": set(self._confirmed_examples(done))}
+        files = self._export(confirmed_only=True)
         return {user: {int(r["id"]) for r in rows} for user, rows in files.items()}
+
+    def _confirmed_examples(self, done: int) -> dict[int, dict[str, Any]]:
+        """Examples confirmed by anyone (collaborative projects) as export-shaped rows, ``done`` being the counters'
+        total: none, the examples API (up to :data:`CONFIRMED_BY_API`), or doccano's ``exportApproved`` export."""
+        if done == 0:
+            return {}
+        if done <= CONFIRMED_BY_API:
+            return self._confirmed_rows(done)
+        files = self._export(confirmed_only=True)
+        return {int(r["id"]): r for rows in files.values() for r in rows}
 
     def _confirmed_rows(self, expected: int = 0) -> dict[int, dict[str, Any]]:
         """Examples confirmed by anyone (collaborative projects), as export-shaped rows, from the examples API.
@@ -905,38 +937,40 @@ class DoccanoAdapter(Adapter):
             found.extend(self.client.iter_items(rest))
         return {int(ex["id"]): _api_row(ex) for ex in found}
 
-    def _pull_confirmations(self, previous: dict[str, Any], state: dict[str, Any]) -> Iterator[Record]:
-        """Only confirmations changed (collaborative): read the examples whose confirmed state flipped."""
-        rows = self._confirmed_rows(int(state["s"].get("done") or 0))
-        before = {int(x) for x in previous.get("c") or []}
+    def _pull_confirmations(self, previous: dict[str, Any], state: dict[str, Any], rows: dict[int, dict[str, Any]],
+                            before: set[int]) -> Iterator[Record]:
+        """Only confirmations changed (collaborative): read the examples whose confirmed state flipped.
+
+        ``rows``: the examples confirmed now; ``before``: those confirmed at the cursor. A newly confirmed example
+        costs two reads (its labels, its state); an un-confirmed one two (the example, its labels: no state).
+        """
         changed = sorted(before ^ set(rows))
         digests: dict[str, str] = dict(previous["d"])
         state.update(d=digests, c=sorted(rows))
         project = self.project()
 
         def read(eid: int) -> tuple[Record, Annotation | None, list[tuple[Any, ...]], bool]:
+            confirmed = eid in rows
             raw = rows.get(eid) or _api_row(self.client.get(f"/v1/projects/{project.id}/examples/{eid}"))
             document = self._document(raw)
             pred = self._prediction(raw)
             record = Record(document, predictions=[pred] if pred else [], native_ids={"example": eid})
-            annotation, keys = self._read_collaborative(eid, document.text)
+            annotation, keys = self._read_collaborative(eid, document.text, document.id, confirmed=confirmed)
             model_keys = self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "")
             confirmed = bool(annotation is not None and annotation.meta.get("confirmed"))
             return record, annotation, keys, (not keys and not confirmed) or (pred is not None and keys == model_keys
                                                                              and not confirmed)
 
-        # Two reads per example (labels, state): 8 in flight keep doccano's workers busy.
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for record, annotation, keys, untouched in pool.map(read, changed):
-                eid = str(record.native_ids["example"])
-                if untouched:
-                    digests.pop(eid, None)
-                    continue
-                digest = _digest(keys, True if annotation is None else bool(annotation.meta.get("confirmed")))
-                if digests.get(eid) != digest and annotation is not None:
-                    record.annotations.append(annotation)
-                digests[eid] = digest
-                yield record
+        for record, annotation, keys, untouched in _parallel(read, changed):
+            eid = str(record.native_ids["example"])
+            if untouched:
+                digests.pop(eid, None)
+                continue
+            digest = _digest(keys, True if annotation is None else bool(annotation.meta.get("confirmed")))
+            if digests.get(eid) != digest and annotation is not None:
+                record.annotations.append(annotation)
+            digests[eid] = digest
+            yield record
 
     def _document(self, raw: dict[str, Any]) -> Document:
         doc_id = _doc_id(raw)
@@ -1064,31 +1098,36 @@ class DoccanoAdapter(Adapter):
             digests[str(eid)] = digest
             plan.append((record, previous is None or previous.get(str(eid)) != digest))
 
-        def read(item: tuple[Record, bool]) -> Annotation | None:
-            record, needed = item
-            if not needed:
-                return None
-            return self._read_collaborative(int(record.native_ids["example"]), record.text, record.id)[0]
+        def read(record: Record) -> Annotation | None:
+            eid = int(record.native_ids["example"])
+            return self._read_collaborative(eid, record.text, record.id, confirmed=eid in confirmed)[0]
 
-        # The export has no label users, so touched examples are read one by one: a few at a time, in order.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for offset in range(0, len(plan), 32):
-                chunk = plan[offset : offset + 32]
-                for (record, _needed), annotation in zip(chunk, pool.map(read, chunk), strict=True):
-                    recent = since_dt is None or (annotation is not None and annotation.timestamp is not None
-                                                  and annotation.timestamp > since_dt)
-                    if annotation is not None and recent:
-                        record.annotations.append(annotation)
-                    yield record
+        # The export has no label users, so the touched examples that changed are read one by one: all of them
+        # in flight at once (in a bounded pool), whatever their positions in the project; records keep their order.
+        results = _parallel(read, [record for record, needed in plan if needed])
+        for record, needed in plan:
+            annotation = next(results) if needed else None
+            recent = since_dt is None or (annotation is not None and annotation.timestamp is not None
+                                          and annotation.timestamp > since_dt)
+            if annotation is not None and recent:
+                record.annotations.append(annotation)
+            yield record
 
-    def _read_collaborative(self, eid: int, text: str, doc_id: str = ""
+    def _read_collaborative(self, eid: int, text: str, doc_id: str = "", *, confirmed: bool | None = None
                             ) -> tuple[Annotation | None, list[tuple[Any, ...]]]:
-        """Per-example read: each label with its user and timestamps, and who confirmed; and the label keys."""
+        """Per-example read: each label with its user and timestamps, and who confirmed; and the label keys.
+
+        ``confirmed=False``: the example is known to be unconfirmed (it was not in the confirmed list read for
+        this pull), so its state is not read: one request instead of two. A confirmation made since that list
+        was read moves doccano's counters, so the next incremental pull reads it.
+        """
         project = self.project()
         base = f"/v1/projects/{project.id}/examples/{eid}"
         labels = self.client.get(f"{base}/{project.label_path}")
-        states_data = self.client.get(f"{base}/states")
-        states = states_data.get("results", []) if isinstance(states_data, dict) else states_data
+        states: list[Any] = []
+        if confirmed is not False:
+            states_data = self.client.get(f"{base}/states")
+            states = states_data.get("results", []) if isinstance(states_data, dict) else states_data
         users = self.users()
         if any(int(lab["user"]) not in users for lab in labels):
             users = self.users(refresh=True)
@@ -1117,6 +1156,18 @@ class DoccanoAdapter(Adapter):
             meta={"confirmed": bool(states), "confirmed_by": confirmed_by, "collaborative": True,
                   "label_users": label_users},
         ), sorted(keys)
+
+
+def _parallel(fn: Callable[[T], R], items: list[T]) -> Iterator[R]:
+    """``fn`` over ``items`` with :data:`READ_WORKERS` in flight, answers in order; a pull abandoned half-way
+    cancels the reads not started yet."""
+    if not items:
+        return
+    pool = ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(items)))
+    try:
+        yield from pool.map(fn, items)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _row(raw: dict[str, Any]) -> _ExportRow:
