@@ -815,8 +815,10 @@ class DoccanoAdapter(Adapter):
 
         An incremental pull first compares doccano's cheap counters (examples, per-member confirmations, labels
         per member and type) with the cursor's: unchanged means nothing to read; in a collaborative project a
-        change in confirmations alone is read from the examples API (the newly (un)confirmed examples only).
-        Anything else runs one export and diffs it against the cursor's digests.
+        change in confirmations alone is read from the examples API (the newly (un)confirmed examples only,
+        unless un-confirmations are so many that an export is cheaper). Anything else runs the one export a full
+        pull runs and diffs it against the cursor's digests, reading only the changed examples; so it never does
+        more than a full pull of the same project.
         """
         self.span_notes.clear()  # the notes are those of the latest pull
         project = self.project(refresh=True)
