@@ -217,7 +217,48 @@ class Adapter(ABC):
     ) -> ImportResult:
         """Add documents (optionally with a pre-annotation each, keyed by document id).
 
-        Idempotent: a document whose id is already in the project is not added again.
+        Idempotent: a document whose id is already in the project is not added again. The steps every
+        tool shares happen here, once: the project is ensured from ``schema``; a document that no tool
+        can take (:func:`~annobridge.jsonio.document_problem`: NaN in its meta, a lone surrogate, an
+        empty id) and a second, different document with an id already in the input fail alone, with
+        their reason, before anything is sent (the same document listed twice counts as existing); the
+        rest streams into :meth:`write_documents`, the adapter's translation.
+        """
+        if not self.capabilities.import_documents:
+            raise self._unsupported("importing documents")
+        if schema is not None and self.capabilities.create_project:
+            self.ensure_project(schema)
+        result = ImportResult()
+        result.merge(self.write_documents(self._importable(documents, predictions or {}, result), schema=schema))
+        return result
+
+    @staticmethod
+    def _importable(
+        documents: Iterable[Document], predictions: dict[str, Prediction], result: ImportResult
+    ) -> Iterator[tuple[Document, Prediction | None]]:
+        from .jsonio import document_problem
+
+        seen: dict[str, tuple[str, Any]] = {}
+        for doc in documents:
+            problem = document_problem(doc)
+            if problem is None and doc.id in seen:
+                if seen[doc.id] == (doc.text, doc.meta):
+                    result.existing += 1  # the same document listed twice: it is there once
+                    continue
+                problem = "another document in this import has the same id (the first one is imported)"
+            if problem is not None:
+                result.failed.append((doc.id, problem))
+                continue
+            seen[doc.id] = (doc.text, doc.meta)
+            yield doc, predictions.get(doc.id)
+
+    def write_documents(
+        self, items: Iterator[tuple[Document, Prediction | None]], *, schema: LabelSchema | None = None
+    ) -> ImportResult:
+        """Write checked documents, each with its prediction or None: the tool-specific part of an import.
+
+        Look up which ids are there (``existing``), send the rest in batches (``created``), and report a
+        document the tool refuses in ``failed`` with the tool's reason, never the whole batch for it.
         """
         raise self._unsupported("importing documents")
 

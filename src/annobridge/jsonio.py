@@ -145,7 +145,11 @@ def json_problem(value: Any) -> str | None:
     """
     try:
         encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            return "a number is NaN or Infinity, which JSON cannot carry"
+        return str(exc)
+    except TypeError as exc:
         return str(exc)
     if has_lone_surrogate(encoded):
         return "a string holds a lone UTF-16 surrogate, which no UTF-8 text can carry"

@@ -101,6 +101,8 @@ class ContractBackend:
     #: credentials, for a CLI run against a port nobody listens on (its secret values must never print)
     offline_url: str | None = None
     offline_env: dict[str, str] = field(default_factory=dict)
+    #: more environment for that CLI run that is no secret (a PYTHONPATH holding the plugin, say)
+    cli_env: dict[str, str] = field(default_factory=dict)
     #: what ``adapter.server_version()`` must say for the running server (None: the tool does not report one)
     server_version: str | None = None
 
@@ -273,7 +275,7 @@ class AdapterContract:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        env = {**os.environ, **backend.offline_env, "ANNOBRIDGE_CONFIG": str(tmp_path / "none")}
+        env = {**os.environ, **backend.cli_env, **backend.offline_env, "ANNOBRIDGE_CONFIG": str(tmp_path / "none")}
         began = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "annobridge", "pull", backend.offline_url.format(port=port),

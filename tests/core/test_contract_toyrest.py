@@ -113,7 +113,7 @@ def annotate_in_ui(server: Any) -> Any:
 
 class TestToyRestContract(AdapterContract):
     @pytest.fixture
-    def backend(self, server: Any) -> ContractBackend:
+    def backend(self, server: Any, toyrest: ModuleType) -> ContractBackend:
         # page_size=2: every pull of the contract's five documents takes three pages
         return ContractBackend(
             url=new_project(server) + "?page_size=2",
@@ -121,6 +121,10 @@ class TestToyRestContract(AdapterContract):
             bad_document=Document.create("", id="contract-empty"),
             settle=0.01,
             restart=server.restart,
+            offline_url="toyrest://127.0.0.1:{port}/projects/1",
+            offline_env={"TOYREST_TOKEN": TOKEN},
+            # the CLI process finds the plugin where this test installed it
+            cli_env={"PYTHONPATH": str(Path(toyrest.__file__).resolve().parents[1])},
         )
 
 

@@ -36,7 +36,7 @@ def test_batches_by_encoded_size_stay_under_the_budget_and_keep_every_value() ->
 
 def test_json_problem_refuses_what_strict_json_cannot_carry() -> None:
     assert json_problem({"a": [1, "x", None]}) is None
-    assert "Out of range float values are not JSON compliant" in (json_problem({"w": math.nan}) or "")
+    assert json_problem({"w": math.nan}) == "a number is NaN or Infinity, which JSON cannot carry"
     assert json_problem({"w": math.inf}) is not None
     assert json_problem({"s": {1, 2}}) is not None  # a set is no JSON
     assert "surrogate" in (json_problem({"t": "a\ud800b"}) or "")

@@ -32,7 +32,7 @@ def _batch_with_bad_records(
     nan_doc = docs[25]
     docs[25] = Document(nan_doc.id, nan_doc.text, {**nan_doc.meta, "weight": math.nan})
     expected = {unknown["id"]: "undefined label 'MISC'", overlap["id"]: "overlapping values",
-                nan_doc.id: "metadata cannot be sent as JSON"}
+                nan_doc.id: "meta is not JSON: a number is NaN or Infinity"}
     return docs, preds, expected
 
 
@@ -52,7 +52,8 @@ def test_batch_with_invalid_records(open_adapter: Any, dataset_name: str, fashio
 
     # the bad ones can be fixed and imported later; the good ones are not touched again
     fixed = [Document(d.id, d.text) for d in docs if d.id in expected]
-    again = adapter.import_documents(docs[:5] + fixed)
+    good = [d for d in docs[:8] if d.id not in expected][:5]
+    again = adapter.import_documents(good + fixed)
     assert (again.created, again.existing, again.failed) == (len(fixed), 5, [])
     assert adapter.count() == len(docs)
 

@@ -35,21 +35,18 @@ class MemoryAdapter(Adapter):
     def ensure_project(self, schema: LabelSchema) -> dict[str, Record]:
         return self.store
 
-    def import_documents(
-        self,
-        documents: Iterable[Document],
-        *,
-        schema: LabelSchema | None = None,
-        predictions: dict[str, Prediction] | None = None,
+    def write_documents(
+        self, items: Iterator[tuple[Document, Prediction | None]], *, schema: LabelSchema | None = None
     ) -> ImportResult:
+        # the core has already ensured the project, and refused duplicates and documents no tool can take
         result = ImportResult()
-        for doc in documents:
+        for doc, prediction in items:
             if doc.id in self.store:
                 result.existing += 1
                 continue
             record = Record(doc)
-            if predictions and doc.id in predictions:
-                record.predictions.append(predictions[doc.id])
+            if prediction is not None:
+                record.predictions.append(prediction)
             self.store[doc.id] = record
             result.created += 1
         return result

@@ -105,31 +105,30 @@ class ToyRestAdapter(Adapter):
             {"start": cp_to_utf16(text, s.start), "end": cp_to_utf16(text, s.end), "label": s.label,
              "score": s.score, "text": text[s.start : s.end]} for s in pred.spans]}
 
-    def import_documents(self, documents: Iterable[Document], *, schema: LabelSchema | None = None,
-                         predictions: dict[str, Prediction] | None = None) -> ImportResult:
+    def write_documents(self, items: Iterator[tuple[Document, Prediction | None]], *,
+                        schema: LabelSchema | None = None) -> ImportResult:
+        # the core has ensured the project and refused duplicate ids and documents no tool can take
         result, known, todo = ImportResult(), self._task_ids(), []
-        for doc in documents:  # idempotent by document id: ToyREST's external_id
+        for doc, pred in items:  # idempotent by document id: ToyREST's external_id
             if doc.id in known:
                 result.existing += 1
                 result.native_ids.setdefault(doc.id, known[doc.id])
             else:
-                known[doc.id] = -1  # queued: the same id twice in one input is created once
-                todo.append(doc)
+                todo.append((doc, pred))
         while todo:
             batch = todo[:BATCH]
-            body = [{"external_id": d.id, "text": d.text, "meta": d.meta, "predictions":
-                     [self._prediction(d.text, predictions[d.id])] if predictions and d.id in predictions else []}
-                    for d in batch]
+            body = [{"external_id": d.id, "text": d.text, "meta": d.meta,
+                     "predictions": [self._prediction(d.text, p)] if p is not None else []} for d, p in batch]
             # never re-sent by the kit: if the answer is lost, AmbiguousWrite carries what landed (reconcile)
             response = self.client.request("POST", f"{self.path}/tasks/bulk", json=body, ok=(400,),
                                            reconcile=self._task_ids)
             if response.status_code == 400:  # one empty text refuses the batch: drop it, send the rest again
                 if not isinstance(error := response.json(), dict) or not isinstance(error.get("index"), int):
                     raise self.client.error(response, "bulk import")
-                bad = todo.pop(error["index"])
+                bad, _ = todo.pop(error["index"])
                 result.failed.append((bad.id, self.client.redact(str(error.get("error")))))
                 continue
-            result.native_ids.update(zip([d.id for d in batch], response.json()["ids"], strict=True))
+            result.native_ids.update(zip([d.id for d, _ in batch], response.json()["ids"], strict=True))
             result.created += len(batch)
             del todo[: len(batch)]
         return result

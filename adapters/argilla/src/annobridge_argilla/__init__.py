@@ -581,18 +581,9 @@ class ArgillaAdapter(kit.Adapter):
         self._bulk(ds, batch, result)
         return result
 
-    def import_documents(
-        self,
-        documents: Iterable[kit.Document],
-        *,
-        schema: kit.LabelSchema | None = None,
-        predictions: dict[str, kit.Prediction] | None = None,
-    ) -> kit.ImportResult:
-        if schema is not None:
-            self.ensure_project(schema)
-        ds = self.dataset()
-        preds = predictions or {}
-        return self._write(ds, ((doc, preds.get(doc.id)) for doc in documents), update_existing=False)
+    def write_documents(self, items: Iterator[tuple[kit.Document, kit.Prediction | None]], *,
+                        schema: kit.LabelSchema | None = None) -> kit.ImportResult:
+        return self._write(self.dataset(), items, update_existing=False)
 
     def push_predictions(self, items: Iterable[tuple[kit.Document, kit.Prediction]]) -> kit.ImportResult:
         ds = self.dataset()

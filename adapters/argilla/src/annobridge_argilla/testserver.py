@@ -38,16 +38,7 @@ from typing import Any
 
 import httpx
 
-from annobridge.testserver import (
-    ServerProcess,
-    ServerStartError,
-    ServerVenv,
-    free_port,
-    http_ok,
-    servers_dir,
-    tail,
-    wait_until,
-)
+from annobridge import testserver as ts
 
 SERVER_VERSION = "2.8.0"
 SDK_VERSION = "2.8.0"
@@ -87,11 +78,11 @@ _BOOTSTRAP = textwrap.dedent(
 )
 
 
-ServerError = ServerStartError  # the name this module's users know
+ServerError = ts.ServerStartError  # the name this module's users know
 
 
-def server_venv() -> ServerVenv:
-    return ServerVenv(servers_dir("argilla"), SERVER_PACKAGES)
+def server_venv() -> ts.ServerVenv:
+    return ts.ServerVenv(ts.servers_dir("argilla"), SERVER_PACKAGES)
 
 
 def venv_python() -> Path:
@@ -166,7 +157,7 @@ class ArgillaServer:
     database: str = ""
     redis: str = ""
     run_dir: Path = Path()
-    _procs: list[ServerProcess] = field(default_factory=list, repr=False)
+    _procs: list[ts.ServerProcess] = field(default_factory=list, repr=False)
     _pg_db: str | None = None
     #: how the web process was started, for :meth:`restart`
     _web: tuple[list[str | Path], dict[str, str]] | None = field(default=None, repr=False)
@@ -194,10 +185,10 @@ class ArgillaServer:
             api.post(f"/workspaces/{ws_id}/users", json={"user_id": data["id"]}).raise_for_status()
         return User(username, password, data["api_key"], data["id"], role)
 
-    def _wait_web(self, proc: ServerProcess, timeout: float = 120) -> None:
+    def _wait_web(self, proc: ts.ServerProcess, timeout: float = 120) -> None:
         headers = {"X-Argilla-Api-Key": self.owner.api_key}
         # /api/v1/status breaks with the ES engine in 2.8 (see notes); /me proves auth and the DB work
-        wait_until("argilla-server", lambda: http_ok(f"{self.url}/api/v1/me", headers), [proc], timeout=timeout,
+        ts.wait_until("argilla-server", lambda: ts.http_ok(f"{self.url}/api/v1/me", headers), [proc], timeout=timeout,
                    interval=0.1)
 
     def restart(self) -> None:
@@ -206,7 +197,7 @@ class ArgillaServer:
         web = self._procs.pop()
         web.stop(timeout=15)
         cmd, env = self._web
-        proc = ServerProcess(cmd, log=self.run_dir / "argilla.log", env=env)
+        proc = ts.ServerProcess(cmd, log=self.run_dir / "argilla.log", env=env)
         self._procs.append(proc)
         self._wait_web(proc)
 
@@ -241,29 +232,29 @@ def _start_once(workspace: str, annotators: int, timeout: float) -> ArgillaServe
     python = venv_python()
     run = Path(tempfile.mkdtemp(prefix="annobridge-argilla-"))
     (run / "home").mkdir()
-    procs: list[ServerProcess] = []
+    procs: list[ts.ServerProcess] = []
     owner = User("owner", secrets.token_urlsafe(12), "owner." + secrets.token_hex(16), "", "owner")
     server = ArgillaServer(url="", owner=owner, workspace=workspace, run_dir=run, _procs=procs)
     try:
         use_machine_redis = redis_answers() and os.environ.get("ANNOBRIDGE_ARGILLA_REDIS") != "noida"
-        es_port = free_port()
+        es_port = ts.free_port()
         services = ["elasticsearch"]
         noida_args = ["--elasticsearch-port", str(es_port)]
         if use_machine_redis:
             # database 11: keeps rq queues apart from other tools sharing the machine's Redis
             server.redis = "redis://127.0.0.1:6379/11"
         else:
-            redis_port = free_port()
+            redis_port = ts.free_port()
             services.append("redis")
             noida_args += ["--redis-port", str(redis_port)]
             server.redis = f"redis://127.0.0.1:{redis_port}/0"
-        noida = ServerProcess(
+        noida = ts.ServerProcess(
             [noida_binary(), "start", "--data-dir", run / "noida", "--host", "127.0.0.1", "--only",
              ",".join(services), *noida_args],
             log=run / "noida.log",
         )
         procs.append(noida)
-        wait_until("noida-db", lambda: http_ok(f"http://127.0.0.1:{es_port}/"), [noida], timeout=30, interval=0.1)
+        ts.wait_until("noida-db", lambda: ts.http_ok(f"http://127.0.0.1:{es_port}/"), [noida], timeout=30, interval=0.1)
 
         if postgres_answers():
             server._pg_db = "annobridge_argilla_" + secrets.token_hex(4)
@@ -294,13 +285,13 @@ def _start_once(workspace: str, annotators: int, timeout: float) -> ArgillaServe
                 stdout=log_fh, stderr=subprocess.STDOUT, timeout=180,
             )
         if boot.returncode != 0:
-            raise ServerError(f"migrations / owner creation failed:\n{tail(boot_log)}")
+            raise ServerError(f"migrations / owner creation failed:\n{ts.tail(boot_log)}")
 
-        port = free_port()
+        port = ts.free_port()
         server.url = f"http://127.0.0.1:{port}"
         server._web = ([python, "-m", "uvicorn", "argilla_server:app", "--host", "127.0.0.1", "--port", str(port),
                         "--no-access-log"], env)
-        proc = ServerProcess(server._web[0], log=run / "argilla.log", env=env)
+        proc = ts.ServerProcess(server._web[0], log=run / "argilla.log", env=env)
         procs.append(proc)
         server._wait_web(proc, timeout)
         with server.client() as api:

@@ -238,40 +238,20 @@ class LabelStudioAdapter(kit.Adapter):
                                            page_size=page_size, items="tasks")
         return self.client.iter_items(pages)
 
-    def import_documents(
-        self,
-        documents: Iterable[kit.Document],
-        *,
-        schema: kit.LabelSchema | None = None,
-        predictions: dict[str, kit.Prediction] | None = None,
-    ) -> kit.ImportResult:
-        if schema is not None:
-            self.ensure_project(schema)
-        pairs = ((doc, (predictions or {}).get(doc.id)) for doc in documents)
-        return self._import(pairs)
-
-    def _import(self, pairs: Iterable[tuple[kit.Document, kit.Prediction | None]]) -> kit.ImportResult:
+    def write_documents(self, items: Iterator[tuple[kit.Document, kit.Prediction | None]], *,
+                        schema: kit.LabelSchema | None = None) -> kit.ImportResult:
         pid = self._project_id()
         empty = not self.count()  # a new project needs no look-up of what is there
         result = kit.ImportResult()
         model_versions: list[str] = []
         chunk: list[tuple[kit.Document, kit.Prediction | None]] = []
-        seen: set[str] = set()
 
         def flush() -> None:
             if chunk:
                 result.merge(self._import_chunk(pid, chunk, check_existing=not empty))
                 chunk.clear()
 
-        for doc, pred in pairs:
-            if doc.id in seen:
-                result.existing += 1
-                continue
-            seen.add(doc.id)
-            problem = kit.document_problem(doc)
-            if problem:  # fails alone, before its chunk is sent
-                result.failed.append((doc.id, problem))
-                continue
+        for doc, pred in items:
             if pred is not None and pred.model_version not in model_versions:
                 model_versions.append(pred.model_version)
             chunk.append((doc, pred))

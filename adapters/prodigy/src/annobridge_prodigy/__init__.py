@@ -244,6 +244,7 @@ class ProdigyAdapter(Adapter):
     # -- writing ----------------------------------------------------------------------
 
     def ensure_project(self, schema: LabelSchema) -> Any:
+        self._check_writable()
         if not self.is_db:
             assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,19 +275,15 @@ class ProdigyAdapter(Adapter):
         if self.kind == "jsonl" and self.path is not None and self.path.name.endswith((".gz", ".json")):
             raise UsageError(f"{self.path}: annobridge writes Prodigy tasks as plain .jsonl only")
 
-    def import_documents(
-        self,
-        documents: Iterable[Document],
-        *,
-        schema: LabelSchema | None = None,
-        predictions: dict[str, Prediction] | None = None,
+    def write_documents(
+        self, items: Iterator[tuple[Document, Prediction | None]], *, schema: LabelSchema | None = None
     ) -> ImportResult:
         self._check_writable()
         result = ImportResult()
         built: list[tuple[Document, dict[str, Any]]] = []
-        for doc in documents:
+        for doc, prediction in items:
             try:
-                task = document_task(doc, (predictions or {}).get(doc.id), schema)
+                task = document_task(doc, prediction, schema)
             except TaskError as exc:
                 result.failed.append((doc.id, str(exc)))
                 continue
