@@ -15,6 +15,7 @@ from .config import AdapterConfig, check_server_url
 from .config import is_loopback as _is_loopback
 from .errors import MissingDependencyError, UsageError
 from .model import Answer, Document, LabelSchema, Prediction, Record
+from .options import AdapterOptions, parse_options
 
 __all__ = ["Adapter", "AdapterURL", "Capabilities", "ImportResult"]
 
@@ -181,10 +182,16 @@ class Adapter(ABC):
     #: optional modules this adapter imports, mapped to the pip requirement that installs them
     requires: ClassVar[dict[str, str]] = {}
     url_example: ClassVar[str] = ""
+    #: the adapter's typed options (:class:`annobridge.options.AdapterOptions`), read into ``self.options``
+    #: from the URL's query, the environment and the config file; None: the adapter reads ``url.params`` itself
+    Options: ClassVar[type[AdapterOptions] | None] = None
 
     def __init__(self, url: AdapterURL, config: AdapterConfig | None = None) -> None:
         self.url = url
         self.config = config or AdapterConfig.for_scheme(url.scheme)
+        self.options: Any = None
+        if self.Options is not None:
+            self.options = parse_options(self.Options, url.scheme, url.params, self.config.section, self.config.env)
         #: after a pull: a value to pass as ``since`` next time to get only what changed
         self.cursor: Any = None
         #: inputs a pull could not turn into records, as (where, reason); reports count them

@@ -126,6 +126,15 @@ class AdapterConfig:
         self._section = dict(section or {})
         self._env = os.environ if env is None else env
 
+    @property
+    def section(self) -> dict[str, Any]:
+        """The adapter's section of the config file, as read."""
+        return dict(self._section)
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self._env
+
     @classmethod
     def for_scheme(cls, scheme: str) -> AdapterConfig:
         return cls(load_config().get(scheme, {}))

@@ -49,6 +49,7 @@ from .jsonio import (
 )
 from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span, TaskKind
 from .offsets import check_span, codepoint_to_utf16, has_astral, utf16_to_codepoint
+from .options import AdapterOptions
 
 __all__ = [
     "BOM",
@@ -56,6 +57,7 @@ __all__ = [
     "Adapter",
     "AdapterConfig",
     "AdapterError",
+    "AdapterOptions",
     "AdapterURL",
     "AnnobridgeError",
     "Annotation",
