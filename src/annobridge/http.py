@@ -40,12 +40,12 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
@@ -64,10 +64,13 @@ __all__ = [
     "LoginTokenAuth",
     "Page",
     "Redactor",
+    "Rejection",
     "StaticTokenAuth",
     "check_server_url",
     "excerpt",
     "is_jwt",
+    "isolate_rejected",
+    "refusal_words",
 ]
 
 log = logging.getLogger("annobridge.http")
@@ -80,6 +83,7 @@ MIN_SECRET = 4
 EXCERPT_CHARS = 300
 
 ParamsArg = Mapping[str, Any] | Iterable[tuple[str, Any]] | None
+T = TypeVar("T")
 
 
 # -- redaction --------------------------------------------------------------------------------------
@@ -133,6 +137,74 @@ def response_text(response: httpx.Response) -> str:
         return response.text
     except (httpx.HTTPError, UnicodeDecodeError, RuntimeError):
         return ""
+
+
+def refusal_words(response: httpx.Response) -> str:
+    """The server's own words for a refusal, from the error shapes REST frameworks use, unredacted and uncut.
+
+    FastAPI (``{"detail": [{"loc": [...], "msg": ...}]}``, or a string, or ``{"detail": {"params": ...}}``),
+    Django REST framework (``{"field": ["message"]}``, ``{"detail": "..."}``), or the body as text.
+    Pass the result through :func:`excerpt` (or ``client.reason``) before showing it.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response_text(response)}"
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, dict):
+        params = detail.get("params")
+        if isinstance(params, dict) and params.get("detail"):
+            return str(params["detail"])
+        if "message" in detail or "code" in detail:
+            return str(detail.get("message") or detail.get("code"))
+        # DRF: field -> list of messages
+        return "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in detail.items())
+    if isinstance(detail, list):  # FastAPI request validation, or DRF's list of messages
+        parts = []
+        for item in detail[:5]:
+            if isinstance(item, dict):
+                loc = ".".join(str(x) for x in item.get("loc", ()) if x != "body")
+                parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def isolate_rejected(
+    items: Sequence[T],
+    send: Callable[[Sequence[T]], Rejection | None],
+) -> list[tuple[T, str]]:
+    """Send ``items`` in one batch; if the server refuses it, find the bad ones and send the rest.
+
+    ``send(batch)`` returns None when the batch landed, or a :class:`Rejection` with the server's reason and,
+    when it said so, the positions of the bad items in that batch. Named items fail with the reason and the
+    others are sent again; otherwise the batch is split in halves until each refusal sits on single items.
+    Returns ``(item, reason)`` for every refused item: one bad record costs only itself.
+    """
+    if not items:
+        return []
+    rejection = send(items)
+    if rejection is None:
+        return []
+    if len(items) == 1:
+        return [(items[0], rejection.reason)]
+    named = sorted({p for p in rejection.positions if 0 <= p < len(items)})
+    if named:
+        rest = [item for i, item in enumerate(items) if i not in set(named)]
+        return [(items[p], rejection.reason) for p in named] + isolate_rejected(rest, send)
+    half = len(items) // 2
+    return isolate_rejected(items[:half], send) + isolate_rejected(items[half:], send)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A refused batch: the server's reason (already redacted and cut) and the positions it named, if any."""
+
+    reason: str
+    positions: tuple[int, ...] = ()
 
 
 # -- errors -----------------------------------------------------------------------------------------
@@ -472,6 +544,10 @@ class HttpClient:
 
     def excerpt(self, response: httpx.Response, limit: int = EXCERPT_CHARS) -> str:
         return excerpt(response_text(response), self.redactor, limit)
+
+    def reason(self, response: httpx.Response, limit: int = 500) -> str:
+        """The server's words for a refusal (:func:`refusal_words`), redacted first, then cut."""
+        return excerpt(refusal_words(response), self.redactor, limit)
 
     def error(self, response: httpx.Response, what: str) -> AdapterError:
         """A token-free :class:`AdapterError` for a refused request, with the body's excerpt and a hint."""

@@ -265,3 +265,18 @@ def test_adapters_command_shows_the_server_version(ls_server: LabelStudioServer,
     assert f"{source}: label-studio {LS_VERSION}" in proc.stdout
     assert "annobridge-labelstudio" in proc.stdout
     assert ls_server.admin.token not in proc.stdout + proc.stderr
+
+
+def test_url_options_are_typed() -> None:
+    """A misspelt or badly typed URL option is refused before anything is sent, with the known ones listed."""
+    config = AdapterConfig({"api_key": "k" * 40}, env={})
+    good = LabelStudioAdapter(AdapterURL.parse("labelstudio://127.0.0.1:9/projects/3?chunk_size=100&sampling=keep"),
+                              config)
+    assert (good.chunk_size, good.set_sampling, good.page_size) == (100, False, 500)
+    with pytest.raises(UsageError, match=r"unknown URL option chunksize \(known: chunk_size, page_size, sampling"):
+        LabelStudioAdapter(AdapterURL.parse("labelstudio://127.0.0.1:9/projects/3?chunksize=100"), config)
+    with pytest.raises(UsageError, match=r"sampling: Input should be 'uncertainty' or 'keep'"):
+        LabelStudioAdapter(AdapterURL.parse("labelstudio://127.0.0.1:9/projects/3?sampling=random"), config)
+    from_file = LabelStudioAdapter(AdapterURL.parse("labelstudio://127.0.0.1:9/projects/3"),
+                                   AdapterConfig({"api_key": "k" * 40, "page_size": 50}, env={}))
+    assert from_file.page_size == 50

@@ -5,7 +5,7 @@ The kit's HttpClient does auth, retries, fast failure, redaction and paging; the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import annobridge
@@ -108,6 +108,8 @@ class ToyRestAdapter(Adapter):
     def write_documents(self, items: Iterator[tuple[Document, Prediction | None]], *,
                         schema: LabelSchema | None = None) -> ImportResult:
         # the core has ensured the project and refused duplicate ids and documents no tool can take
+        from annobridge.http import Rejection, isolate_rejected
+
         result, known, todo = ImportResult(), self._task_ids(), []
         for doc, pred in items:  # idempotent by document id: ToyREST's external_id
             if doc.id in known:
@@ -115,22 +117,21 @@ class ToyRestAdapter(Adapter):
                 result.native_ids.setdefault(doc.id, known[doc.id])
             else:
                 todo.append((doc, pred))
-        while todo:
-            batch = todo[:BATCH]
+        def send(batch: Sequence[tuple[Document, Prediction | None]]) -> Rejection | None:
             body = [{"external_id": d.id, "text": d.text, "meta": d.meta,
                      "predictions": [self._prediction(d.text, p)] if p is not None else []} for d, p in batch]
             # never re-sent by the kit: if the answer is lost, AmbiguousWrite carries what landed (reconcile)
             response = self.client.request("POST", f"{self.path}/tasks/bulk", json=body, ok=(400,),
                                            reconcile=self._task_ids)
-            if response.status_code == 400:  # one empty text refuses the batch: drop it, send the rest again
-                if not isinstance(error := response.json(), dict) or not isinstance(error.get("index"), int):
-                    raise self.client.error(response, "bulk import")
-                bad, _ = todo.pop(error["index"])
-                result.failed.append((bad.id, self.client.redact(str(error.get("error")))))
-                continue
+            if response.status_code == 400:  # one empty text refuses the batch, and ToyREST names it
+                error = response.json()
+                return Rejection(self.client.redact(str(error.get("error"))), (int(error.get("index", -1)),))
             result.native_ids.update(zip([d.id for d, _ in batch], response.json()["ids"], strict=True))
             result.created += len(batch)
-            del todo[: len(batch)]
+            return None
+
+        for start in range(0, len(todo), BATCH):  # the kit drops what the server names and sends the rest
+            result.failed += [(d.id, why) for (d, _), why in isolate_rejected(todo[start : start + BATCH], send)]
         return result
 
     def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:

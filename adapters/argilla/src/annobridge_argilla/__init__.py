@@ -26,10 +26,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
 
 from annobridge import kit
 
@@ -84,38 +86,6 @@ def _agent(model_version: str) -> str:
     return agent if re.search(r"[a-zA-Z0-9]", agent) else "model"
 
 
-def server_reason(response: httpx.Response, redact: Callable[[str], str] | None = None) -> str:
-    """The server's own words for a refusal, from any of Argilla's error shapes: redacted, then cut."""
-    from annobridge.http import excerpt
-
-    return excerpt(_server_reason(response), redact, 500)
-
-
-def _server_reason(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text}"
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, dict):
-        params = detail.get("params")
-        if isinstance(params, dict) and params.get("detail"):
-            return str(params["detail"])
-        return str(detail.get("message") or detail.get("code") or json.dumps(detail))
-    if isinstance(detail, list):  # FastAPI request validation
-        parts = []
-        for item in detail[:5]:
-            if isinstance(item, dict):
-                loc = ".".join(str(x) for x in item.get("loc", ()) if x != "body")
-                parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    return str(detail)
-
-
 def _bad_positions(response: httpx.Response, size: int) -> list[int]:
     """Which items of a rejected bulk request the server named, if it named any."""
     positions: set[int] = set()
@@ -130,7 +100,9 @@ def _bad_positions(response: httpx.Response, size: int) -> list[int]:
             if len(loc) >= 3 and loc[0] == "body" and loc[1] == "items" and isinstance(loc[2], int):
                 positions.add(loc[2])
     else:
-        match = _POSITION.search(_server_reason(response))
+        from annobridge.http import refusal_words
+
+        match = _POSITION.search(refusal_words(response))
         if match:
             positions.add(int(match.group(1)))
     return sorted(p for p in positions if 0 <= p < size)
@@ -169,11 +141,22 @@ class _Existing:
     metadata: dict[str, Any]
 
 
+class ArgillaOptions(kit.AdapterOptions):
+    """The URL's query options (``?batch_size=200``); also read from ``[argilla]`` in the config file."""
+
+    field: str | None = Field(None, description="the text field to read (default: the dataset's only text field)")
+    question: str | None = Field(None, description="the question to read and write (default: by task)")
+    batch_size: int = Field(MAX_BULK, ge=1, description=f"records per bulk request (at most {MAX_BULK})")
+    page_size: int = Field(500, ge=1, description=f"records per page on pull (at most {MAX_PAGE})")
+    timeout: float = Field(120, gt=0, description="seconds per request")
+
+
 class ArgillaAdapter(kit.Adapter):
     scheme = "argilla"
     description = "Argilla 2.x datasets (REST API; owner/admin key for import and full pulls)"
     url_example = "argilla://127.0.0.1:6900/my-workspace/my-dataset"
     capabilities = kit.Capabilities.all_except()  # test_*_contract.py checks each claim it can observe
+    Options = ArgillaOptions
 
     def __init__(self, url: kit.AdapterURL, config: kit.AdapterConfig | None = None, *,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -187,12 +170,11 @@ class ArgillaAdapter(kit.Adapter):
         # The same https rule whether the server comes from the URL, ARGILLA_API_URL or the config file.
         self.base_url = self.config.server_url(url, env="ARGILLA_API_URL")
         self.api_key: kit.Secret | None = self.config.secret("api_key", env="ARGILLA_API_KEY")
-        params = url.params
-        self.field_name: str | None = params.get("field")
-        self.question_name: str | None = params.get("question")
-        self.batch_size = max(1, min(int(params.get("batch_size", MAX_BULK)), MAX_BULK))
-        self.page_size = max(1, min(int(params.get("page_size", 500)), MAX_PAGE))
-        self.timeout = float(params.get("timeout", 120))
+        options: ArgillaOptions = self.options
+        self.field_name, self.question_name = options.field, options.question
+        self.batch_size = min(options.batch_size, MAX_BULK)  # capped at the server's limits
+        self.page_size = min(options.page_size, MAX_PAGE)
+        self.timeout = options.timeout
         #: spans whose offsets were repaired on pull, as (where, note)
         self.repairs: list[tuple[str, str]] = []
         self._transport = transport
@@ -236,7 +218,7 @@ class ArgillaAdapter(kit.Adapter):
     def _ok(self, response: httpx.Response, what: str) -> Any:
         if response.status_code < 400:
             return response.json() if response.content else None
-        reason = server_reason(response, self.client.redact)
+        reason = self.client.reason(response)
         if response.status_code == 401:
             raise kit.AdapterError(f"Argilla rejected the API key while {what} (401): set ARGILLA_API_KEY")
         if response.status_code == 403:
@@ -517,36 +499,28 @@ class ArgillaAdapter(kit.Adapter):
         return kit.LabelSchema(ds.task, list(ds.labels))
 
     def _bulk(self, ds: _Dataset, items: list[tuple[str, dict[str, Any]]], result: kit.ImportResult) -> None:
-        """PUT one bulk; on 422 drop the named record(s) or split, so every good record lands."""
-        if not items:
-            return
-        response = self._request("PUT", f"/datasets/{ds.id}/records/bulk", json={"items": [i for _, i in items]})
-        if response.status_code < 400:
-            # the endpoint's response model drops `updated_item_ids`: an item is new when it had no fields
-            # to keep (only new records are sent with their text)
-            for (doc_id, item), record in zip(items, response.json()["items"], strict=False):
-                result.native_ids[doc_id] = str(record["id"])
-                if "fields" in item:
-                    result.created += 1
-                else:
-                    result.existing += 1
-            return
-        # 422 is a validation refusal; a 500 can be a server bug one record triggers: narrow both down
-        if response.status_code not in (422, 500):
-            self._ok(response, "importing records")
-        if len(items) == 1:
-            result.failed.append((items[0][0], server_reason(response, self.client.redact)))
-            return
-        bad = _bad_positions(response, len(items))
-        if bad:
-            reason = server_reason(response, self.client.redact)
-            for pos in bad:
-                result.failed.append((items[pos][0], reason))
-            self._bulk(ds, [it for i, it in enumerate(items) if i not in set(bad)], result)
-            return
-        half = len(items) // 2
-        self._bulk(ds, items[:half], result)
-        self._bulk(ds, items[half:], result)
+        """PUT one bulk; a refused one is narrowed down to the bad records (the kit's isolate_rejected)."""
+        from annobridge.http import Rejection, isolate_rejected
+
+        def send(batch: Sequence[tuple[str, dict[str, Any]]]) -> Rejection | None:
+            response = self._request("PUT", f"/datasets/{ds.id}/records/bulk", json={"items": [i for _, i in batch]})
+            if response.status_code < 400:
+                # the endpoint's response model drops `updated_item_ids`: an item is new when it had no fields
+                # to keep (only new records are sent with their text)
+                for (doc_id, item), record in zip(batch, response.json()["items"], strict=False):
+                    result.native_ids[doc_id] = str(record["id"])
+                    if "fields" in item:
+                        result.created += 1
+                    else:
+                        result.existing += 1
+                return None
+            # 422 is a validation refusal; a 500 can be a server bug one record triggers: narrow both down
+            if response.status_code not in (422, 500):
+                self._ok(response, "importing records")
+            return Rejection(self.client.reason(response), tuple(_bad_positions(response, len(batch))))
+
+        for (doc_id, _item), reason in isolate_rejected(items, send):
+            result.failed.append((doc_id, reason))
 
     def _write(
         self,

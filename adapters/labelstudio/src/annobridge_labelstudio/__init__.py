@@ -7,7 +7,8 @@ URL forms
   ``labelstudio+http://...`` / ``labelstudio+https://...`` force the transport (default: https, http on loopback)
   query options: ``chunk_size`` (tasks per import request, default 5000), ``page_size`` (tasks per page of an
   incremental pull, default 500), ``sampling=keep`` (do not switch the
-  project to uncertainty sampling after pushing predictions), ``timeout`` (seconds per request).
+  project to uncertainty sampling after pushing predictions), ``timeout`` (seconds per request): the
+  :class:`LabelStudioOptions` model, so a misspelt option or a bad value is refused with the list of known ones.
 The host may be left out (``labelstudio:///projects/3``): then ``LABEL_STUDIO_URL`` (or ``url`` in the config) says
 where the server is. The key comes from ``LABEL_STUDIO_API_KEY`` or ``api_key`` in the config: a legacy token
 (sent as ``Token``) or a personal access token (a JWT, traded for short-lived access tokens and refreshed).
@@ -30,7 +31,9 @@ import time
 from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
 
 from annobridge import kit
 
@@ -66,11 +69,23 @@ def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class LabelStudioOptions(kit.AdapterOptions):
+    """The URL's query options (``?chunk_size=1000``); also read from ``[labelstudio]`` in the config file."""
+
+    title: str | None = Field(None, description="the project's title, for projects/new (found again by it)")
+    chunk_size: int = Field(5000, ge=1, description="tasks per import request")
+    page_size: int = Field(500, ge=1, description="tasks per page of an incremental pull")
+    sampling: Literal["uncertainty", "keep"] = Field(
+        "uncertainty", description="keep: leave the project's sampling as it is after pushing predictions")
+    timeout: float = Field(300, gt=0, description="seconds per request")
+
+
 class LabelStudioAdapter(kit.Adapter):
     scheme = "labelstudio"
     description = "Label Studio projects over the REST API (legacy token or personal access token)"
     url_example = "labelstudio://127.0.0.1:8080/projects/1"
     capabilities = kit.Capabilities.all_except()  # test_*_contract.py checks each claim it can observe
+    Options = LabelStudioOptions
 
     def __init__(self, url: kit.AdapterURL, config: kit.AdapterConfig | None = None, *,
                  client: LabelStudioClient | None = None) -> None:
@@ -81,20 +96,20 @@ class LabelStudioAdapter(kit.Adapter):
                 f"{url}: expected labelstudio://HOST:PORT/projects/ID or labelstudio://HOST:PORT/projects/new?title=..."
             )
         self.project_id: int | None = None if match.group(1) == "new" else int(match.group(1))
-        self.title: str | None = url.params.get("title")
+        options: LabelStudioOptions = self.options
+        self.title = options.title
         if self.project_id is None and not self.title:
             raise kit.UsageError(
                 f"{url}: projects/new needs a title, e.g. labelstudio://HOST:PORT/projects/new?title=News")
-        self.chunk_size = int(url.params.get("chunk_size", 5000))
-        self.page_size = int(url.params.get("page_size", 500))
-        self.set_sampling = url.params.get("sampling", "uncertainty") != "keep"
+        self.chunk_size, self.page_size = options.chunk_size, options.page_size
+        self.set_sampling = options.sampling != "keep"
         if client is None:
             from .client import LabelStudioClient  # httpx comes with the `labelstudio` extra
 
             client = LabelStudioClient(
                 self.config.server_url(url, env="LABEL_STUDIO_URL"),
                 self.config.secret("api_key", env="LABEL_STUDIO_API_KEY"),
-                timeout=float(url.params.get("timeout", 300)), allow_http=url.transport == "http",
+                timeout=options.timeout, allow_http=url.transport == "http",
             )
         self.client = client
         self._label_config: LabelConfig | None = None
