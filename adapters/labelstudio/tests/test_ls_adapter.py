@@ -280,3 +280,30 @@ def test_url_options_are_typed() -> None:
     from_file = LabelStudioAdapter(AdapterURL.parse("labelstudio://127.0.0.1:9/projects/3"),
                                    AdapterConfig({"api_key": "k" * 40, "page_size": 50}, env={}))
     assert from_file.page_size == 50
+
+
+class _RefuseOneTask(httpx.HTTPTransport):
+    """The real server behind it, except that an import holding the marked task is refused, as LS refuses a task."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/import") and b"refused-by-server" in request.content:
+            return httpx.Response(400, json={"validation_errors": {"non_field_errors": ["task 2: bad data"]}})
+        return super().handle_request(request)
+
+
+@pytest.mark.server
+def test_a_task_the_server_refuses_costs_only_itself(ls_server: LabelStudioServer, new_project_url: str) -> None:
+    from annobridge.config import Secret
+    from annobridge_labelstudio.client import LabelStudioClient
+
+    client = LabelStudioClient(ls_server.url, Secret(ls_server.admin.token), transport=_RefuseOneTask(),
+                               allow_http=True)
+    adapter = LabelStudioAdapter(AdapterURL.parse(f"labelstudio://127.0.0.1:{ls_server.port}{new_project_url}"),
+                                 AdapterConfig({"api_key": ls_server.admin.token}, env={}), client=client)
+    docs = [Document(f"ok-{i}", f"Document number {i}") for i in range(7)]
+    docs.insert(3, Document("refused-by-server", "The server refuses this one"))
+    result = adapter.import_documents(docs, schema=LabelSchema(TaskKind.NER, ["PER"]))
+    assert (result.created, result.existing) == (7, 0)
+    assert [doc_id for doc_id, _ in result.failed] == ["refused-by-server"]
+    assert "bad data" in result.failed[0][1]
+    assert {r.id for r in adapter.pull()} == {d.id for d in docs} - {"refused-by-server"}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -286,34 +286,42 @@ class LabelStudioAdapter(kit.Adapter):
             result.existing += len(existing)
             result.native_ids.update(existing)
             todo = [(doc, pred) for doc, pred in chunk if doc.id not in existing]
-        from annobridge.http import AmbiguousWrite
+        from annobridge.http import AmbiguousWrite, Rejection, isolate_rejected
 
-        body = [self._task_json(doc, pred) for doc, pred in todo]  # validates labels before anything is sent
-        for _attempt in range(5):
-            if not body:
-                return result
-            ids = [doc.id for doc, _ in todo]
-            try:
-                resp = self.client.request("POST", f"/api/projects/{pid}/import", params={"return_task_ids": "true"},
-                                           json=body, reconcile=lambda ids=ids: self.find_tasks(ids))
-            except AmbiguousWrite as exc:
-                if exc.reconcile_error is not None:
-                    raise
-                # The server may have stored the chunk (or part of it) before failing: the reconcile hook asked
-                # which documents are there now; send only the others.
-                there: dict[str, int] = exc.reconciled
-                result.created += len(there)
-                result.native_ids.update(there)
-                todo = [(doc, pred) for doc, pred in todo if doc.id not in there]
-                body = [task for task in body if task["data"][ID_KEY] not in there]
-                continue
-            task_ids = resp.json().get("task_ids") or []
-            result.created += len(body)
-            if len(task_ids) == len(todo):
-                result.native_ids.update({doc.id: int(tid) for (doc, _), tid in zip(todo, task_ids, strict=True)})
-            return result
-        for doc, _ in todo:
-            result.failed.append((doc.id, "the import request kept failing"))
+        # the task JSON is built for the whole chunk first: it validates labels before anything is sent
+        tasks = {doc.id: self._task_json(doc, pred) for doc, pred in todo}
+
+        def send(batch: Sequence[tuple[kit.Document, kit.Prediction | None]]) -> Rejection | None:
+            pending = list(batch)
+            for _attempt in range(5):
+                if not pending:
+                    return None
+                ids = [doc.id for doc, _ in pending]
+                try:
+                    resp = self.client.request(
+                        "POST", f"/api/projects/{pid}/import", params={"return_task_ids": "true"},
+                        json=[tasks[i] for i in ids], ok=(400, 413), reconcile=lambda ids=ids: self.find_tasks(ids))
+                except AmbiguousWrite as exc:
+                    if exc.reconcile_error is not None:
+                        raise
+                    # The server may have stored the batch (or part of it) before failing: the reconcile hook
+                    # asked which documents are there now; send only the others.
+                    there: dict[str, int] = exc.reconciled
+                    result.created += len(there)
+                    result.native_ids.update(there)
+                    pending = [(doc, pred) for doc, pred in pending if doc.id not in there]
+                    continue
+                if resp.status_code in (400, 413):  # a task the server refuses (or a body too large for it)
+                    return Rejection(self.client.reason(resp))
+                task_ids = resp.json().get("task_ids") or []
+                result.created += len(pending)
+                if len(task_ids) == len(pending):
+                    result.native_ids.update({d.id: int(t) for (d, _), t in zip(pending, task_ids, strict=True)})
+                return None
+            return Rejection("the import request kept failing", tuple(range(len(batch))))  # no halving: fail them
+
+        for (doc, _pred), reason in isolate_rejected(todo, send):
+            result.failed.append((doc.id, reason))
         return result
 
     def _set_model_version(self, model_version: str) -> None:
