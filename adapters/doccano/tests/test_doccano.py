@@ -293,15 +293,17 @@ def test_malformed_lines_are_reported_not_fatal(make_adapter: Any) -> None:
     preds["outside"] = Prediction("m", [Span(6, 40, labels[0])])
     preds["unknown-label"] = Prediction("m", [Span(0, 6, "NOT_A_LABEL")])
     preds["overlap"] = Prediction("m", [Span(0, 8, labels[0]), Span(4, 13, labels[0])])
-    result = adapter.import_documents([*docs[:2], *bad, *docs[2:], docs[0]], predictions=preds)
+    # docs[0] twice (the same document: there once) and another document under docs[1]'s id (refused)
+    clash = Document(docs[1].id, "A different text under the same id")
+    result = adapter.import_documents([*docs[:2], *bad, *docs[2:], docs[0], clash], predictions=preds)
     reasons = dict(result.failed)
-    assert set(reasons) == {"empty", "outside", "unknown-label", "overlap", docs[0].id}
+    assert set(reasons) == {"empty", "outside", "unknown-label", "overlap", docs[1].id}
     assert "empty text" in reasons["empty"]
     assert "outside the text" in reasons["outside"]
     assert "NOT_A_LABEL" in reasons["unknown-label"]
     assert "overlap" in reasons["overlap"]
-    assert "duplicate" in reasons[docs[0].id]
-    assert result.created == 5
+    assert "same id" in reasons[docs[1].id]
+    assert (result.created, result.existing) == (5, 1)
     assert adapter.count() == 5
 
     # a line doccano itself rejects (broken JSON) is surfaced with its line number; the others still land

@@ -35,12 +35,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pydantic import Field
 
 from annobridge.kit import (
     Adapter,
     AdapterConfig,
     AdapterError,
+    AdapterOptions,
     AdapterURL,
     Annotation,
     Answer,
@@ -58,7 +61,6 @@ from annobridge.kit import (
     as_datetime,
     check_span,
     codepoint_to_utf16,
-    document_problem,
     filter_answers,
     has_astral,
     hookimpl,
@@ -191,6 +193,22 @@ class _ExportRow:
     text: str
     raw: dict[str, Any]
     labels: list[Any]
+
+
+class DoccanoOptions(AdapterOptions):
+    """The URL's query options (``?collaborative=true``), or the same keys in ``[doccano]`` of the config file."""
+
+    name: str | None = Field(None, description="the project's name, for projects/new (found again by it)")
+    collaborative: bool = Field(False, description="new project with shared labels (annotators see predictions)")
+    overlapping: bool | None = Field(None, description="new span project allows overlaps (default: task spans)")
+    annotators: str | None = Field(None, description="comma-separated usernames added as annotators")
+    private_predictions: bool = Field(False, description="allow predictions into a non-collaborative project")
+    threshold: float = Field(0.5, ge=0, le=1, description="multi-label predictions at or above it are pre-selected")
+    score_field: bool | None = Field(None, description="set the example's score (default: no on import, yes on push)")
+    confirmed: Literal["all", "only"] = Field("all", description="only: pull keeps only confirmed annotations")
+    task_timeout: float = Field(900, gt=0, description="seconds to wait for an import/export task")
+    retry_for: float = Field(120, ge=0, description="seconds to keep retrying a server that answered before")
+    exact: bool = Field(False, description="incremental pulls always diff against an export")
 
 
 class DoccanoAdapter(Adapter):
@@ -492,17 +510,13 @@ class DoccanoAdapter(Adapter):
             chosen = sorted(c for c, v in pred.categories.items() if v >= threshold)
         return chosen, pred
 
-    def import_documents(
-        self,
-        documents: Iterable[Document],
-        *,
-        schema: LabelSchema | None = None,
-        predictions: dict[str, Prediction] | None = None,
+    def write_documents(
+        self, items: Iterator[tuple[Document, Prediction | None]], *, schema: LabelSchema | None = None
     ) -> ImportResult:
-        if schema is not None:
-            self.ensure_project(schema)
+        # the core has ensured the project and refused duplicate ids and documents no tool can take
+        pairs = list(items)
         project = self.project()
-        predictions = predictions or {}
+        predictions = {doc.id: pred for doc, pred in pairs if pred is not None}
         if predictions and not project.collaborative and not _truthy(self._opt("private_predictions", False)):
             raise AdapterError(
                 f"doccano project {project.id} is not collaborative, so annotators would not see the "
@@ -519,14 +533,10 @@ class DoccanoAdapter(Adapter):
             self._ensure_labels(sorted(seen))
         known = set(self.label_types(refresh=True).values())
         valid: dict[str, tuple[Document, list[Any], Prediction | None]] = {}
-        for doc in documents:
-            if not isinstance(doc.text, str) or not doc.text.strip():
+        for doc, pred in pairs:
+            if not doc.text.strip():
                 result.failed.append((doc.id, "empty text (doccano rejects it)"))
                 continue
-            if doc.id in valid:
-                result.failed.append((doc.id, "duplicate document id in this import"))
-                continue
-            pred = predictions.get(doc.id)
             label: list[Any] = []
             if pred is not None:
                 try:
@@ -534,13 +544,9 @@ class DoccanoAdapter(Adapter):
                 except ValueError as exc:
                     result.failed.append((doc.id, f"bad prediction: {exc}"))
                     continue
-            problem = document_problem(doc)
-            if problem:
-                result.failed.append((doc.id, problem))
-                continue
             valid[doc.id] = (doc, label, pred)
 
-        # A repeated id fails only its later copies; the first one is imported.
+        # what failed before sending (the core refused duplicate ids before they got here)
         failed_ids = {doc_id for doc_id, _ in result.failed if doc_id not in valid}
         before: dict[str, _ExportRow] | None = None
         for _attempt in range(4):
