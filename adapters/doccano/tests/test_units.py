@@ -63,3 +63,16 @@ def test_registered_as_plugin() -> None:
     assert adapter_class("doccano") is DoccanoAdapter
     adapter = open_adapter("doccano://127.0.0.1:8000/projects/2", CREDS)
     assert isinstance(adapter, DoccanoAdapter) and adapter.project_id == 2
+
+
+def test_url_options_are_typed() -> None:
+    """Options come from the URL over the config file; a misspelt one or a bad value is refused by name."""
+    adapter = make("doccano://127.0.0.1:8000/projects/new?name=n&collaborative=yes&threshold=0.7")
+    assert (adapter.options.collaborative, adapter.options.threshold, adapter.options.confirmed) == (True, 0.7, "all")
+    with pytest.raises(UsageError, match=r"unknown URL option colaborative \(known: annotators, collaborative"):
+        make("doccano://127.0.0.1:8000/projects/new?name=n&colaborative=true")
+    with pytest.raises(UsageError, match=r"threshold: Input should be less than or equal to 1"):
+        make("doccano://127.0.0.1:8000/projects/3?threshold=5")
+    from_file = make("doccano://127.0.0.1:8000/projects/3",
+                     AdapterConfig({"username": "u", "password": "p" * 12, "exact": "true"}, env={}))
+    assert from_file.options.exact is True

@@ -96,10 +96,6 @@ SEQ = "SequenceLabeling"
 CLS = "DocumentClassification"
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def _client_class() -> type:
     """DoccanoClient is built on annobridge.http, which needs the `doccano` extra: made on first use."""
     global _CLIENT
@@ -216,6 +212,7 @@ class DoccanoAdapter(Adapter):
     description = "doccano 1.8 server over REST (token auth, bulk import, export-based pull)"
     url_example = "doccano://127.0.0.1:8000/projects/1"
     capabilities = Capabilities.all_except()  # test_*_contract.py checks each claim it can observe
+    Options = DoccanoOptions
 
     def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -226,7 +223,7 @@ class DoccanoAdapter(Adapter):
         if len(parts) == 2 and parts[0] == "projects" and parts[1].isdigit():
             self.project_id = int(parts[1])
         elif len(parts) == 2 and parts[0] == "projects" and parts[1] == "new":
-            self.new_name = url.params.get("name")
+            self.new_name = self.options.name
             if not self.new_name:
                 raise UsageError("doccano://HOST:PORT/projects/new needs ?name=PROJECT_NAME")
         else:
@@ -234,7 +231,6 @@ class DoccanoAdapter(Adapter):
                 f"Bad doccano URL {url}: use doccano://HOST:PORT/projects/ID, or "
                 "doccano://HOST:PORT/projects/new?name=NAME to create one"
             )
-        self.params = url.params
         username = self.config.get("username", env="DOCCANO_USERNAME")
         password = self.config.secret("password", env="DOCCANO_PASSWORD")
         if not username or not password:
@@ -245,19 +241,14 @@ class DoccanoAdapter(Adapter):
             self.config.server_url(url, env="DOCCANO_URL"),
             self.username,
             password,
-            retry_for=float(self._opt("retry_for", 120)),
+            retry_for=self.options.retry_for,
             transport=transport,
             allow_http=url.transport == "http",
         )
-        self.task_timeout = float(self._opt("task_timeout", 900))
+        self.task_timeout = self.options.task_timeout
         self._project: _Project | None = None
         self._types: dict[int, str] | None = None
         self._users: dict[int, str] | None = None
-
-    def _opt(self, key: str, default: Any = None) -> Any:
-        if key in self.params:
-            return self.params[key]
-        return self.config.get(key, default=default)
 
     def close(self) -> None:
         self.client.close()
@@ -323,7 +314,7 @@ class DoccanoAdapter(Adapter):
                 f"doccano project {project.id} does not allow overlapping spans, which task 'spans' needs"
             )
         self._ensure_labels(schema.labels)
-        annotators = self._opt("annotators")
+        annotators = self.options.annotators
         if annotators:
             self.add_members([a.strip() for a in str(annotators).split(",") if a.strip()])
         return self.project_url
@@ -332,15 +323,15 @@ class DoccanoAdapter(Adapter):
         body: dict[str, Any] = {
             "name": name,
             "description": f"created by annobridge for task {schema.task.value}",
-            "collaborative_annotation": _truthy(self._opt("collaborative", False)),
+            "collaborative_annotation": self.options.collaborative,
             "random_order": False,
         }
         if schema.task.is_span_task:
-            overlapping = self._opt("overlapping")
+            overlapping = self.options.overlapping
             body.update(
                 project_type=SEQ,
                 resourcetype="SequenceLabelingProject",
-                allow_overlapping=schema.allows_overlap if overlapping is None else _truthy(overlapping),
+                allow_overlapping=schema.allows_overlap if overlapping is None else overlapping,
                 # offsets stay UTF-16 code units (what the UI counts), which this adapter converts
                 grapheme_mode=False,
                 use_relation=False,
@@ -506,7 +497,7 @@ class DoccanoAdapter(Adapter):
         if project.single_class:
             chosen = [max(pred.categories, key=lambda c: pred.categories[c])] if pred.categories else []
         else:
-            threshold = float(self._opt("threshold", 0.5))
+            threshold = self.options.threshold
             chosen = sorted(c for c, v in pred.categories.items() if v >= threshold)
         return chosen, pred
 
@@ -517,7 +508,7 @@ class DoccanoAdapter(Adapter):
         pairs = list(items)
         project = self.project()
         predictions = {doc.id: pred for doc, pred in pairs if pred is not None}
-        if predictions and not project.collaborative and not _truthy(self._opt("private_predictions", False)):
+        if predictions and not project.collaborative and not self.options.private_predictions:
             raise AdapterError(
                 f"doccano project {project.id} is not collaborative, so annotators would not see the "
                 "pre-annotations (they only see their own labels). Create the project with ?collaborative=true, "
@@ -583,7 +574,7 @@ class DoccanoAdapter(Adapter):
                 result.existing += 1
             else:
                 result.created += 1
-        if _truthy(self._opt("score_field", False)):
+        if bool(self.options.score_field):
             scores = {
                 after[d].example_id: p.score
                 for d, (_doc, _l, p) in valid.items()
@@ -680,7 +671,7 @@ class DoccanoAdapter(Adapter):
         confirmed, model labels as last pushed); elsewhere only the prediction in the meta is updated.
         """
         project = self.project()
-        if not project.collaborative and not _truthy(self._opt("private_predictions", False)):
+        if not project.collaborative and not self.options.private_predictions:
             raise AdapterError(f"doccano project {project.id} is not collaborative: annotators would not see the "
                                "pre-annotations (pass ?private_predictions=true to store them anyway)")
         pairs = {doc.id: (doc, pred) for doc, pred in items}
@@ -767,7 +758,7 @@ class DoccanoAdapter(Adapter):
                         raise
                     return self._replace_model_labels(row, label, pred, me)  # converges: see above
         patch: dict[str, Any] = {"meta": meta}
-        if pred.score is not None and _truthy(self._opt("score_field", True)):
+        if pred.score is not None and self.options.score_field is not False:
             patch["score"] = pred.score
         self.client.request("PATCH", base, json=patch, idempotent=True)
 
@@ -795,7 +786,7 @@ class DoccanoAdapter(Adapter):
             return sorted((self._to_units(text, s.start), self._to_units(text, s.end), s.label) for s in pred.spans)
         if self.project().single_class:
             return [(max(pred.categories, key=lambda c: pred.categories[c]),)] if pred.categories else []
-        threshold = float(self._opt("threshold", 0.5))
+        threshold = self.options.threshold
         return sorted((c,) for c, v in pred.categories.items() if v >= threshold)
 
     def _export_label_keys(self, labels: list[Any]) -> list[tuple[Any, ...]]:
@@ -843,13 +834,13 @@ class DoccanoAdapter(Adapter):
                     "doccano shows label timestamps of other members only in collaborative projects; for this "
                     "project pass the cursor of a previous pull as since (annobridge stores it for you)"
                 )
-        confirmed_only = str(self._opt("confirmed", "")).lower() == "only"
+        confirmed_only = self.options.confirmed == "only"
         signature = self._signature(project)
         state: dict[str, Any] = {"d": {}, "s": signature, "c": None}
         records: Iterator[Record] | None = None
         known_confirmed: dict[str, set[int]] | None = None
         old_sig = (previous or {}).get("s")
-        if previous is not None and old_sig and not _truthy(self._opt("exact", False)):
+        if previous is not None and old_sig and not self.options.exact:
             if old_sig == signature:
                 state.update(d=previous["d"], c=previous.get("c"))
                 records = iter(())

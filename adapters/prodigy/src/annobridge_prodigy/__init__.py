@@ -20,12 +20,15 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
+
+from pydantic import Field
 
 from annobridge.kit import (
     Adapter,
     AdapterConfig,
+    AdapterOptions,
     AdapterURL,
     Answer,
     BadLine,
@@ -58,15 +61,27 @@ _PG_TRANSPORTS = ("postgresql", "postgres")
 _ANSWER_PARAM = {"accept": "accept", "reject": "reject", "ignore": "ignore", "none": None}
 
 
+class ProdigyOptions(AdapterOptions):
+    """The URL's query options (``?dataset=news``), or the same keys in ``[prodigy]`` of the config file."""
+
+    dataset: str | None = Field(None, description="the dataset in Prodigy's database")
+    answer: Literal["accept", "reject", "ignore", "none"] = Field(
+        "none", description="written tasks become annotations with this answer, as db-in --answer does")
+    connect_timeout: int = Field(10, ge=1, description="PostgreSQL: seconds to wait for a connection")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        None, description="PostgreSQL: libpq's sslmode")
+
+
 class ProdigyAdapter(Adapter):
     scheme = "prodigy"
     description = "Prodigy task JSONL, or a dataset in Prodigy's SQLite/PostgreSQL database"
     url_example = "prodigy:prodigy.db?dataset=news"
     capabilities = Capabilities.all_except()  # test_contract.py checks each claim it can observe
+    Options = ProdigyOptions
 
     def __init__(self, url: AdapterURL, config: AdapterConfig | None = None) -> None:
         super().__init__(url, config)
-        self.dataset: str | None = url.params.get("dataset") or None
+        self.dataset: str | None = self.options.dataset or None
         transport = (url.transport or "").lower()
         if transport in _PG_TRANSPORTS:
             self.kind = "postgresql"
@@ -81,9 +96,7 @@ class ProdigyAdapter(Adapter):
         if self.kind != "postgresql" and not url.path:
             raise UsageError("prodigy: needs a path, e.g. prodigy:annotations.jsonl or prodigy:prodigy.db?dataset=news")
         self.path = Path(url.path).expanduser() if self.kind != "postgresql" else None
-        answer = url.params.get("answer", "none").lower()
-        if answer not in _ANSWER_PARAM:
-            raise UsageError(f"answer={answer!r}: use accept, reject, ignore or none")
+        answer = self.options.answer
         #: ``?answer=accept`` mirrors ``db-in --answer accept``: written tasks become annotations.
         #: The default writes none, so an import never turns documents or predictions into labels.
         self.write_answer = _ANSWER_PARAM[answer]
@@ -127,10 +140,10 @@ class ProdigyAdapter(Adapter):
             "user": unquote(parts.username) if parts.username else self.config.get("user", env="PGUSER"),
             "dbname": dbname,
             "password": password,
-            "connect_timeout": int(self.url.params.get("connect_timeout", 10)),
+            "connect_timeout": self.options.connect_timeout,
         }
-        if "sslmode" in self.url.params:
-            settings["sslmode"] = self.url.params["sslmode"]
+        if self.options.sslmode is not None:
+            settings["sslmode"] = self.options.sslmode
         return settings
 
     def _need_dataset(self) -> str:
