@@ -48,7 +48,15 @@ from .jsonio import (
     read_json_lines,
 )
 from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span, TaskKind
-from .offsets import check_span, codepoint_to_utf16, has_astral, utf16_to_codepoint
+from .offsets import (
+    OffsetUnits,
+    check_span,
+    codepoint_to_utf16,
+    has_astral,
+    read_spans,
+    utf16_to_codepoint,
+    word_boundaries,
+)
 from .options import AdapterOptions
 
 __all__ = [
@@ -69,6 +77,7 @@ __all__ = [
     "ImportResult",
     "LabelSchema",
     "MissingDependencyError",
+    "OffsetUnits",
     "Prediction",
     "Record",
     "SchemaError",
@@ -98,6 +107,8 @@ __all__ = [
     "read_items",
     "read_json_items",
     "read_json_lines",
+    "read_spans",
     "redact",
     "utf16_to_codepoint",
+    "word_boundaries",
 ]

@@ -77,8 +77,10 @@ __all__ = [
     "check_span",
     "codepoint_to_utf16",
     "has_astral",
+    "read_spans",
     "utf8_to_codepoint",
     "utf16_to_codepoint",
+    "word_boundaries",
 ]
 
 CODEPOINT = "codepoint"
@@ -564,3 +566,45 @@ def _trim_whitespace(text: str, span: Span, repairs: tuple[str, ...] = ()) -> Sp
 
 
 _new_check = tuple.__new__
+
+
+# -- for adapters: a tool's spans read in the unit their document's evidence shows --------------------------
+
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def word_boundaries(text: str) -> TokenBoundaries:
+    """Where words and punctuation start and end (code points): a tokenizer-free stand-in for spaCy's tokens."""
+    starts: set[int] = set()
+    ends: set[int] = set()
+    for match in _WORD.finditer(text):
+        starts.add(match.start())
+        ends.add(match.end())
+    return starts, ends
+
+
+def read_spans(
+    text: str, spans: Iterable[Span], *, hint: str | None, units: OffsetUnits | None = None
+) -> list[SpanCheck]:
+    """Check a document's spans as a tool stored them, deciding their unit per document, not per tool.
+
+    For tools that store offsets without the span's text (doccano, Argilla): ``hint`` is the unit the
+    tool usually writes (doccano's UI: ``"utf16"``; Argilla: ``"codepoint"``), but a document written by
+    another client (a file of code points uploaded through the tool's own import) is read in the unit its
+    spans fit word boundaries under; a span that no evidence places is dropped as ``offset units
+    ambiguous`` rather than moved on a guess. Returns one :class:`SpanCheck` per span, in order; a
+    kept span claims the text it covers. ``units`` carries one source's evidence across documents: give
+    it only when one writer made them all (its tally outranks the word-boundary fit).
+    """
+    items = list(spans)
+    ctx = (units or OffsetUnits()).document()
+    tokens = word_boundaries(text) if not text.isascii() else None
+    if tokens is not None:
+        ctx.vote_by_tokens(text, items, tokens, hint=hint)
+    out = []
+    for span in items:
+        checked = check_span(text, span, units=ctx, hint=hint, tokens=tokens)
+        if checked.span is not None and checked.span.text is None:
+            checked = checked._replace(span=replace(checked.span, text=text[checked.span.start : checked.span.end]))
+        out.append(checked)
+    return out

@@ -644,3 +644,58 @@ def test_incremental_pull_reads_only_what_it_needs(
     assert rec.count("/download", "POST") == 0 and rec.count("/states") == 0
     final = by_id(list(adapter.pull()))
     assert sorted(r.id for r in final.values() if r.annotations) == sorted(d.id for d in docs[6:8])
+
+
+def test_code_point_file_uploaded_through_doccano_and_ui_spans_both_land(
+    make_adapter: Any, annotators: list[Any], doccano_server: Any, tmp_path: Path
+) -> None:
+    """Two writers, two units, one project: a pre-labelled JSONL written by a Python tool (code points),
+    uploaded through doccano's own import as its UI uploads a file, and spans an annotator marks in the UI
+    (UTF-16). Every entity comes back on exactly its text and the export drops nothing.
+    """
+    import httpx
+
+    from annobridge.export import export
+    from annobridge.testing import UNICODE_TEXTS, entity
+
+    adapter = make_adapter()
+    adapter.ensure_project(LabelSchema(TaskKind.NER, ["PERSON", "GPE", "ORG"]))
+    pid = adapter.project_id
+    gold = {text: [entity(text, s, lab, n) for s, lab, n in ents] for text, ents in UNICODE_TEXTS}
+    # 1. the file: doccano's JSONL format, offsets as Python counts them, through the UI's upload calls
+    lines = [json.dumps({"text": t, "label": [[s.start, s.end, s.label] for s in spans]}, ensure_ascii=False)
+             for t, spans in gold.items()]
+    token = httpx.post(f"{doccano_server.base_url}/v1/auth/login/", json={
+        "username": doccano_server.admin.username, "password": doccano_server.admin.password}).json()["key"]
+    ui = httpx.Client(base_url=doccano_server.base_url, headers={"Authorization": f"Token {token}"}, timeout=60)
+    upload = ui.post("/v1/fp/process/", files={"filepond": ("prelabelled.jsonl", "\n".join(lines).encode(),
+                                                             "application/octet-stream")})
+    assert upload.status_code == 200, upload.text
+    task = ui.post(f"/v1/projects/{pid}/upload", json={
+        "uploadIds": [upload.text.strip()], "format": "JSONL", "task": "SequenceLabeling",
+        "column_data": "text", "column_label": "label", "encoding": "utf_8"}).json()
+    for _ in range(600):
+        status = ui.get(f"/v1/tasks/status/{task['task_id']}").json()
+        if status.get("ready"):
+            break
+        time.sleep(0.1)
+    assert not (status.get("result") or {}).get("error"), status
+    # 2. an annotator adds the same entities in the UI (UTF-16 units) to the first astral document
+    examples = ui.get(f"/v1/projects/{pid}/examples", params={"limit": 100}).json()["results"]
+    by_text = {e["text"]: e["id"] for e in examples}
+    ui_text = UNICODE_TEXTS[3][0]  # the adversarial repeat: "Zara Zara" right after five astral characters
+    ann = annotators[0]
+    for s in gold[ui_text]:
+        ann.add_span(pid, by_text[ui_text], *u16(ui_text, s.start, s.end), s.label)
+    ui.close()
+    # 3. every annotation of every document is on exactly its text
+    records = list(adapter.pull())
+    assert len(records) == len(gold)
+    for record in records:
+        want = sorted((s.text, s.label) for s in gold[record.text])
+        for annotation in record.annotations:
+            got = sorted((record.text[s.start : s.end], s.label) for s in annotation.spans)
+            assert got == want, (annotation.annotator, record.text, got)
+    assert not [n for n in adapter.span_notes if n[1] == "dropped"]
+    report = export(adapter, tmp_path / "corpus", task="ner", policy="latest", align="strict")
+    assert not report.spans_dropped and report.balanced, report.spans_dropped

@@ -64,6 +64,7 @@ from annobridge.kit import (
     filter_answers,
     has_astral,
     hookimpl,
+    read_spans,
     utf16_to_codepoint,
 )
 
@@ -1007,27 +1008,25 @@ class DoccanoAdapter(Adapter):
         """
         spans: list[Span] = []
         cats: dict[str, float] = {}
+        raw: list[Span] = []
         for key in labels:
             if len(key) == 1:
                 cats[str(key[0])] = 1.0
-                continue
-            start, end = self._from_units(text, int(key[0])), self._from_units(text, int(key[1]))
-            if start is None or end is None:
-                reason = ("grapheme-mode offsets in a non-ASCII text are not supported" if self.project().grapheme_mode
-                          else "UTF-16 offset splits a character")
-                self.note_span(doc_id, "dropped", reason)
-                continue
-            checked = check_span(text, Span(start, end, str(key[2])))
+            elif self.project().grapheme_mode and not text.isascii():
+                self.note_span(doc_id, "dropped", "grapheme-mode offsets in a non-ASCII text are not supported")
+            else:
+                raw.append(Span(int(key[0]), int(key[1]), str(key[2])))
+        # doccano's UI counts UTF-16 units, but a file uploaded through doccano's own import keeps the offsets
+        # its writer counted (code points, from Python): the kit decides per annotation, by which reading puts
+        # the spans on word boundaries, and drops what no evidence places ("offset units ambiguous"). No tally
+        # across documents: in one project each document may have had another writer.
+        for checked in read_spans(text, raw, hint="utf16"):
             if checked.span is None:
                 self.note_span(doc_id, "dropped", str(checked.note))
                 continue
-            if (start, end) != (int(key[0]), int(key[1])):
-                self.note_span(doc_id, "adjusted", "utf16 offsets converted")
-            if checked.note:
-                self.note_span(doc_id, "adjusted", checked.note)
-            span = checked.span
-            span.text = text[span.start : span.end]
-            spans.append(span)
+            for repair in checked.repairs:
+                self.note_span(doc_id, "adjusted", repair)
+            spans.append(checked.span)
         if self.project().project_type == CLS:  # manual annotations are complete: unchosen = 0.0
             for name in self.label_types().values():
                 cats.setdefault(name, 0.0)
