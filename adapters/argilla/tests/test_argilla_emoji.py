@@ -8,7 +8,7 @@ import pytest
 
 from annobridge.model import Document, LabelSchema, Prediction, Span, TaskKind
 from annobridge.offsets import codepoint_to_utf16
-from annobridge_argilla import verify_offsets
+from annobridge_argilla import read_offsets
 
 TEXTS = {
     "rocket": "Some text yeah 🚀 rocket",  # the example from the notes: "rocket" is (17, 23) in code points
@@ -29,21 +29,23 @@ def _spans(key: str) -> list[Span]:
     return [Span(text.index(word), text.index(word) + len(word), label) for word, label in SPANS[key]]
 
 
-def test_verify_offsets_rules() -> None:
+def test_offsets_are_read_by_the_kit() -> None:
     text = TEXTS["two"]
     nike = Span(text.index("Nike"), text.index("Nike") + 4, "B")
-    assert verify_offsets(text, nike) == (Span(nike.start, nike.end, "B", text="Nike"), None)
+    assert read_offsets(text, [nike]) == [(Span(nike.start, nike.end, "B", text="Nike"), None)]
     as16 = Span(codepoint_to_utf16(text, nike.start), codepoint_to_utf16(text, nike.end), "B")
-    fixed, note = verify_offsets(text, as16)
+    ((fixed, note),) = read_offsets(text, [as16])
     assert (fixed.start, fixed.end, fixed.text, note) == (nike.start, nike.end, "Nike", "utf16 offsets converted")
     # out of range for code points, and no UTF-16 reading: left for the exporter to drop and report
-    out, note = verify_offsets(text, Span(5, 500, "B"))
+    ((out, note),) = read_offsets(text, [Span(5, 500, "B")])
     assert out.text is None and note is not None and "outside" in note
-    # both readings fall on word edges: code points win (Argilla's own unit), nothing is moved
-    ambiguous = "🙂 ab cd"
-    assert verify_offsets(ambiguous, Span(2, 4, "X"))[1] is None
+    # only the code-point reading falls on word edges: nothing is moved
+    assert read_offsets("🙂 ab cd", [Span(2, 4, "X")]) == [(Span(2, 4, "X", text="ab"), None)]
+    # both readings fall on word edges and nothing else decides: code points, Argilla's own unit, win
+    twice = "😀😀😀 ab ab"
+    assert read_offsets(twice, [Span(7, 9, "X")]) == [(Span(7, 9, "X", text="ab"), None)]
     # no astral character: never converted
-    assert verify_offsets("abc def", Span(1, 5, "X")) == (Span(1, 5, "X", text="bc d"), None)
+    assert read_offsets("abc def", [Span(1, 5, "X")]) == [(Span(1, 5, "X", text="bc d"), None)]
 
 
 def test_emoji_texts_on_the_server(argilla_server: Any, open_adapter: Any, dataset_name: str) -> None:

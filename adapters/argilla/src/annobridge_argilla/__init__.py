@@ -730,8 +730,7 @@ class ArgillaAdapter(kit.Adapter):
         """
         if not isinstance(value, list):
             raise _Malformed(f"{where}: span answer is not a list ({type(value).__name__})")
-        spans: list[kit.Span] = []
-        notes: list[tuple[str, str]] = []  # (why, detailed note)
+        given: list[kit.Span] = []
         for raw in value:
             try:
                 span = kit.Span(int(raw["start"]), int(raw["end"]), str(raw["label"]))
@@ -740,7 +739,10 @@ class ArgillaAdapter(kit.Adapter):
                 continue
             if isinstance(raw, Mapping) and raw.get("score") is not None:
                 span.score = float(raw["score"])
-            fixed, note = verify_offsets(text, span)
+            given.append(span)
+        spans: list[kit.Span] = []
+        notes: list[tuple[str, str]] = []  # (why, detailed note)
+        for span, (fixed, note) in zip(given, read_offsets(text, given), strict=True):
             if note:
                 notes.append((note, f"{span.start}-{span.end} {span.label}: {note}"))
             spans.append(fixed)
@@ -759,13 +761,14 @@ class ArgillaAdapter(kit.Adapter):
         if ds.question_type == "span":
             items = value if isinstance(value, list) else []
             scores = score if isinstance(score, list) else [score] * len(items)
+            given: list[kit.Span] = []
             for raw, span_score in zip(items, scores, strict=False):
                 try:
-                    span = kit.Span(int(raw["start"]), int(raw["end"]), str(raw["label"]),
-                                score=float(span_score) if span_score is not None else None)
+                    given.append(kit.Span(int(raw["start"]), int(raw["end"]), str(raw["label"]),
+                                          score=float(span_score) if span_score is not None else None))
                 except (KeyError, TypeError, ValueError):
                     raise _Malformed(f"suggestion by {agent}: malformed span {raw!r}") from None
-                prediction.spans.append(verify_offsets(text, span)[0])
+            prediction.spans.extend(fixed for fixed, _note in read_offsets(text, given))
             if scores and all(s is not None for s in scores):
                 prediction.score = float(min(scores))
         elif ds.question_type == "label_selection":
@@ -786,31 +789,20 @@ class ArgillaAdapter(kit.Adapter):
         return f"ArgillaAdapter({self.base_url!r}, {self.workspace!r}, {self.dataset_name!r})"
 
 
-def _on_word_edges(text: str, start: int, end: int) -> bool:
-    left = start == 0 or not (text[start - 1].isalnum() and text[start].isalnum())
-    right = end == len(text) or not (text[end - 1].isalnum() and text[end].isalnum())
-    return left and right
+def read_offsets(text: str, spans: list[kit.Span]) -> list[tuple[kit.Span, str | None]]:
+    """Spans as Argilla holds them, read by the kit (:func:`annobridge.offsets.read_spans`), with what changed.
 
-
-def verify_offsets(text: str, span: kit.Span) -> tuple[kit.Span, str | None]:
-    """Check a span read from Argilla (code points expected); the result claims the text it covers.
-
-    UTF-16 offsets (what a JavaScript front end counts) are converted when that is the only reading
-    that fits: out of range as code points, or cutting words as code points while the UTF-16 reading
-    falls on word edges. A span that fits no reading is returned as given, without a text claim, for
-    the exporter to drop and report.
+    Argilla counts code points (what its SDK sends); a client that sent UTF-16 units (a JavaScript front end)
+    shows in a document whose spans fit word boundaries only as UTF-16, and is converted. A span that fits
+    no reading keeps its offsets without a text claim, for the exporter to drop and report.
     """
-    start, end = span.start, span.end
-    as_cp_ok = 0 <= start < end <= len(text)
-    if kit.has_astral(text):
-        s16, e16 = kit.utf16_to_codepoint(text, start), kit.utf16_to_codepoint(text, end)
-        if s16 is not None and e16 is not None and s16 < e16 and (s16, e16) != (start, end):
-            cp_fits = as_cp_ok and _on_word_edges(text, start, end)
-            if not cp_fits and _on_word_edges(text, s16, e16):
-                return replace(span, start=s16, end=e16, text=text[s16:e16]), "utf16 offsets converted"
-    if not as_cp_ok:
-        return replace(span, text=None), f"offsets outside the text (length {len(text)})"
-    return replace(span, text=text[start:end]), None
+    out: list[tuple[kit.Span, str | None]] = []
+    for span, checked in zip(spans, kit.read_spans(text, spans, hint="codepoint"), strict=True):
+        if checked.span is None:
+            out.append((replace(span, text=None), f"{checked.note} (length {len(text)})"))
+        else:
+            out.append((checked.span, checked.repairs[0] if checked.repairs else None))
+    return out
 
 
 @kit.hookimpl
