@@ -97,6 +97,15 @@ print(json.dumps({"push_s": time.perf_counter() - t, "task_count": resp.task_cou
 """
 
 
+def run_sdk(script: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run a baseline script inside the server venv (where label-studio brings its SDK); its last line is JSON."""
+    proc = subprocess.run([str(srv.server_venv().python), "-c", script], capture_output=True, text=True,
+                          input=json.dumps(spec), check=False, timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit(f"SDK baseline failed:\n{proc.stderr[-2000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=10_000)
@@ -135,12 +144,8 @@ def main() -> None:
         # -- push: the SDK's bulk `projects.import_tasks` (second baseline) ----------------------------------
         sdk_project = adapter("/projects/new?title=bench-sdk-bulk")
         sdk_pid = sdk_project.ensure_project(schema)
-        proc = subprocess.run([str(srv.server_venv().python), "-c", SDK_BULK_SCRIPT], capture_output=True, text=True,
-                              input=json.dumps({"url": server.url, "token": server.admin.token, "project": sdk_pid,
-                                                "tasks": tasks}), check=False, timeout=900)
-        if proc.returncode != 0:
-            raise SystemExit(f"SDK bulk baseline failed:\n{proc.stderr[-2000:]}")
-        sdk_bulk = json.loads(proc.stdout.strip().splitlines()[-1])
+        sdk_bulk = run_sdk(SDK_BULK_SCRIPT, {"url": server.url, "token": server.admin.token, "project": sdk_pid,
+                                             "tasks": tasks})
         assert sdk_bulk["task_count"] == n
 
         # -- push: annobridge ----------------------------------------------------------------------------
@@ -191,12 +196,8 @@ def main() -> None:
         naive_pid = naive_project.ensure_project(schema)
         per = args.naive_calls // 2
         rows = [{"data": {"text": d.text}, "result": ls_result(d, spans), "score": 0.5} for d, spans in docs[:per]]
-        proc = subprocess.run([str(srv.server_venv().python), "-c", SDK_SCRIPT], capture_output=True, text=True,
-                              input=json.dumps({"url": server.url, "token": server.admin.token, "project": naive_pid,
-                                                "rows": rows}), check=False, timeout=900)
-        if proc.returncode != 0:
-            raise SystemExit(f"SDK baseline failed:\n{proc.stderr[-2000:]}")
-        naive = json.loads(proc.stdout.strip().splitlines()[-1])
+        naive = run_sdk(SDK_SCRIPT, {"url": server.url, "token": server.admin.token, "project": naive_pid,
+                                     "rows": rows})
         sdk_version = subprocess.run([str(srv.server_venv().python), "-c",
                                       "import importlib.metadata as m; print(m.version('label-studio-sdk'))"],
                                      capture_output=True, text=True, check=False).stdout.strip()
