@@ -20,6 +20,7 @@ from .adapter import (
 )
 from .atomic import atomic_open, atomic_write_text
 from .config import AdapterConfig, Secret
+from .cursor import AnnotationLedger, PullCursor
 from .errors import (
     AdapterError,
     AnnobridgeError,
@@ -69,6 +70,7 @@ __all__ = [
     "AdapterURL",
     "AnnobridgeError",
     "Annotation",
+    "AnnotationLedger",
     "Answer",
     "BadLine",
     "Capabilities",
@@ -79,6 +81,7 @@ __all__ = [
     "MissingDependencyError",
     "OffsetUnits",
     "Prediction",
+    "PullCursor",
     "Record",
     "SchemaError",
     "Secret",

@@ -160,7 +160,15 @@ def test_ner_round_trip(argilla_server: Any, open_adapter: Any, dataset_name: st
     (only,) = changed[0].annotations
     assert (only.annotator, only.answer) == ("annotator2", Answer.ACCEPT)
     assert {s.key for s in only.spans} == _gold(by_id[draft_doc.id])
-    assert owner.cursor is not None and owner.cursor > cursor
+    assert owner.cursor is not None and str(owner.cursor) > str(cursor)  # str: the watermark the CLI prints
+    # a deleted response is named on the next incremental pull (Argilla keeps no trace of it)
+    after_edit = owner.cursor
+    with argilla_server.client(ann2.api_key) as api:
+        assert api.delete(f"/responses/{draft['id']}").status_code == 200
+    (gone,) = owner.pull(since=after_edit)
+    assert gone.id == draft_doc.id and gone.annotations == []
+    assert gone.native_ids["deleted_annotation_ids"] == [str(draft["id"])]
+    assert list(owner.pull(since=owner.cursor)) == []
 
     # merge -> DocBin with the core exporter
     from annobridge.export import export

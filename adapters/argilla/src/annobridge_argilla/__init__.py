@@ -636,10 +636,14 @@ class ArgillaAdapter(kit.Adapter):
         return self._users
 
     def pull(self, *, answers: Collection[kit.Answer] | None = None, since: Any = None) -> Iterator[kit.Record]:
+        """Every record with its responses and suggestions; with ``since`` (the cursor of an earlier pull, or a
+        timestamp) only the responses new, changed or deleted since. Argilla cannot filter responses by time, so
+        every page is read either way; the cursor knows each response's ``updated_at`` (exact, deletions named)."""
         self.span_notes.clear()  # the notes are those of the latest pull
         ds = self.dataset()
-        since_dt = _utc(since)
-        latest = since_dt
+        ledger = kit.AnnotationLedger.resume(
+            since, owner=ds.id, annotation_id=lambda a: str(a.native_ids.get("argilla_response_id")))
+        latest = ledger.since
         users = self.users()
         probe = self._request("GET", f"/datasets/{ds.id}/records", params={"offset": 0, "limit": 1})
         pages = self._iter_own(ds) if probe.status_code == 403 else self._iter_pages(ds)
@@ -650,12 +654,13 @@ class ArgillaAdapter(kit.Adapter):
             for ann in record.annotations:
                 if ann.updated_at is not None and (latest is None or ann.updated_at > latest):
                     latest = ann.updated_at
-            if since_dt is not None:
-                record.annotations = [a for a in record.annotations if a.updated_at and a.updated_at > since_dt]
-                if not record.annotations:
-                    continue
+            gone = ledger.update(str(item["id"]), record)
+            if gone:
+                record.native_ids["deleted_annotation_ids"] = gone
+            if ledger.incremental and not record.annotations and not gone:
+                continue
             yield kit.filter_answers(record, answers)
-        self.cursor = latest.isoformat() if latest is not None else None
+        self.cursor = ledger.cursor(latest, owner=ds.id)
 
     def _record(self, ds: _Dataset, item: Mapping[str, Any], users: Mapping[str, str]) -> kit.Record | None:
         doc_id = str(item.get("external_id") or item["id"])

@@ -49,16 +49,7 @@ UNCERTAINTY = "Uncertainty sampling"
 _PROJECT_PATH = re.compile(r"^/?projects/(\d+|new)/?$")
 
 
-class Cursor(dict):  # type: ignore[type-arg]
-    """The state an incremental pull starts from: a JSON-serialisable dict (``watermark``, ``project``,
-    ``complete``, ``seen``). Its ``str`` is just the watermark, short enough for a command line: passing that back
-    as ``since`` gives a timestamp-based pull (exact tracking and named deletions need the whole dict)."""
-
-    def __str__(self) -> str:
-        return str(self.get("watermark", ""))
-
-    def isoformat(self) -> str:
-        return str(self)
+Cursor = kit.PullCursor  # the name this adapter's users know
 
 
 def _aid(annotation: kit.Annotation) -> str:
@@ -586,57 +577,23 @@ class LabelStudioAdapter(kit.Adapter):
         # Changes made while this pull runs must show up next time: the watermark is taken before reading, with
         # slack for the HTTP date's one-second resolution; the seen map keeps them from being yielded twice.
         watermark = self._server_now() - timedelta(seconds=2)
-        # seen: task id -> {annotation id: updated_at} as of the cursor. A cursor is "complete" when it came from a
-        # full pull (or a pull on a complete cursor): then a task missing from it had no annotations at all.
-        seen: dict[str, dict[str, str]] = {}
-        complete = since is None
-        since_dt: datetime | None = None
-        if isinstance(since, str) and since.lstrip().startswith("{"):
-            try:
-                since = json.loads(since)
-            except json.JSONDecodeError:
-                raise kit.UsageError("since: not a JSON cursor nor a date") from None
-        if since is None:
-            tasks = self._export_tasks(pid)
-        elif isinstance(since, dict) and "watermark" in since:
-            if since.get("project") not in (None, pid):
-                raise kit.UsageError(f"This cursor belongs to project {since.get('project')}, not {pid}.")
-            seen = {str(k): dict(v) for k, v in (since.get("seen") or {}).items()}
-            complete = bool(since.get("complete"))
-            since_dt = kit.as_datetime(since["watermark"])
-            tasks = self._changed_tasks(pid, since_dt)
-        else:
-            since_dt = kit.as_datetime(since)
-            tasks = self._changed_tasks(pid, since_dt)
+        ledger = kit.AnnotationLedger.resume(since, owner=pid, annotation_id=_aid)
+        tasks = self._export_tasks(pid) if since is None else self._changed_tasks(pid, ledger.since)
         keep = set(answers) if answers is not None else None
         for task in tasks:
             record = self._record(task)
             if record is None:
                 continue
-            tid = str(task.get("id"))
-            before = seen.get(tid)
-            now = {_aid(a): _iso(a.updated_at) if a.updated_at else "" for a in record.annotations}
-            if since is not None:
-                if before is not None or complete:
-                    known = before or {}
-                    record.annotations = [a for a in record.annotations if known.get(_aid(a)) != now[_aid(a)]]
-                    gone = sorted(int(x) for x in known if x not in now)
-                    if gone:
-                        record.native_ids["deleted_annotation_ids"] = gone
-                        self.deleted.extend((record.id, x) for x in gone)
-                else:  # no record of this task: fall back to timestamps
-                    record.annotations = [
-                        a for a in record.annotations if a.timestamp and since_dt and a.timestamp > since_dt]
-            if now:
-                seen[tid] = now
-            else:
-                seen.pop(tid, None)
-            if since is not None and not record.annotations and "deleted_annotation_ids" not in record.native_ids:
+            gone = [int(x) for x in ledger.update(str(task.get("id")), record)]
+            if gone:
+                record.native_ids["deleted_annotation_ids"] = gone
+                self.deleted.extend((record.id, x) for x in gone)
+            if ledger.incremental and not record.annotations and not gone:
                 continue
             if keep is not None:
                 record.annotations = [a for a in record.annotations if a.answer in keep]
             yield record
-        self.cursor = Cursor(watermark=_iso(watermark), project=pid, complete=complete, seen=seen)
+        self.cursor = ledger.cursor(_iso(watermark), owner=pid)
 
     def _export_tasks(self, pid: int) -> Iterator[dict[str, Any]]:
         """All tasks, from a snapshot export: created once, then downloaded and parsed as a stream.
