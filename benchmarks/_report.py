@@ -5,8 +5,13 @@ from __future__ import annotations
 import fcntl
 import platform
 import re
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = (
@@ -14,6 +19,16 @@ HEADER = (
     "Each section is written by the script named in it (`benchmarks/`), which measures annobridge and a\n"
     "baseline in the same run on the same machine. Re-run a script to refresh its section.\n"
 )
+
+
+def best_of(fn: Callable[[], T], runs: int = 3) -> tuple[float, T]:
+    """The fastest of ``runs`` runs of ``fn`` and its last result (a shared box: the minimum is the least disturbed)."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
 def machine() -> str:

@@ -34,7 +34,7 @@ from annobridge_doccano.testserver import DoccanoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import write_section  # noqa: E402
+from _report import best_of, write_section  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 NAIVE_N = 300
@@ -100,16 +100,6 @@ def naive(server: Any, docs: list[Document], preds: dict[str, Prediction], label
     http.close()
     adapter.close()
     return {"import": t_import, "pull": t_pull, "score": t_score}
-
-
-def best_of(fn: Any, times: int = 3) -> tuple[float, Any]:
-    """The fastest of ``times`` runs of ``fn`` (a shared box: the minimum is the least disturbed run)."""
-    best, out = float("inf"), None
-    for _ in range(times):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def measure_pulls(server: Any, adapter: DoccanoAdapter, docs: list[Document], preds: dict[str, Prediction],

@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "examples" / "data" / "fashion_brands_training.jsonl"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import best_of  # noqa: E402
 
 
 def make_data(path: Path, copies: int) -> int:
@@ -56,15 +57,6 @@ def interleaved(runs: int, floor: Callable[[], Any], ours: Callable[[], Any]) ->
         got_ours = ours()
         best_ours = min(best_ours, time.perf_counter() - start)
     return best_floor, got_floor, best_ours, got_ours
-
-
-def best_of(runs: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 # -- floors ------------------------------------------------------------------------------
@@ -211,7 +203,7 @@ def main() -> None:
                 task_hash(task, input_hash(task))
             return len(streamed)
 
-        t_hash, _ = best_of(args.runs, hash_all)
+        t_hash, _ = best_of(hash_all, args.runs)
 
     table = [
         "| operation | floor tasks/s | annobridge tasks/s | ratio |",

@@ -6,7 +6,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -36,6 +36,9 @@ class Capabilities:
 
     def enabled(self) -> list[str]:
         return [f.name for f in fields(self) if f.name != "tasks" and getattr(self, f.name)]
+
+    def missing(self) -> list[str]:
+        return [f.name for f in fields(self) if f.name != "tasks" and not getattr(self, f.name)]
 
     @classmethod
     def all_except(cls, *missing: str, tasks: tuple[str, ...] | None = None) -> Capabilities:
@@ -356,3 +359,11 @@ def as_datetime(value: Any) -> datetime | None:
     from .model import _dt_from_json
 
     return _dt_from_json(value)
+
+
+def as_utc(value: Any) -> datetime | None:
+    """:func:`as_datetime`, with a naive result taken as UTC (what servers without offsets mean), so it compares."""
+    dt = as_datetime(value)
+    if dt is not None and dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt

@@ -505,10 +505,7 @@ def stats_cmd(
 
 def _capability_summary(caps: Any) -> str:
     """``all``, ``all but pull_since``, or the list: short enough for an 80-column table."""
-    from dataclasses import fields
-
-    flags = [f.name for f in fields(caps) if f.name != "tasks"]
-    missing = [flag for flag in flags if not getattr(caps, flag)]
+    missing = caps.missing()
     if not missing:
         return "all"
     if len(missing) <= 2:

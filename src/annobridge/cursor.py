@@ -8,8 +8,8 @@ a timestamp passed back that way gives a timestamp-based pull, the whole dict an
 
 An adapter's pull, in outline::
 
-    ledger, since_dt = AnnotationLedger.resume(since, owner=project_id)
-    for record in self._read(since_dt):                        # the tool's own listing
+    ledger = AnnotationLedger.resume(since, owner=project_id)
+    for record in self._read(ledger.since):                    # the tool's own listing
         gone = ledger.update(native_key, record)
         if ledger.incremental and not record.annotations and not gone:
             continue                                           # nothing new here
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .adapter import as_datetime
+from .adapter import as_utc
 from .errors import UsageError
 from .model import Annotation, Record
 
-__all__ = ["AnnotationLedger", "PullCursor", "iso"]
+__all__ = ["AnnotationLedger", "PullCursor", "utc_iso"]
 
 
 class PullCursor(dict):  # type: ignore[type-arg]
@@ -44,13 +44,13 @@ class PullCursor(dict):  # type: ignore[type-arg]
         return str(self)
 
 
-def iso(value: datetime) -> str:
+def utc_iso(value: datetime) -> str:
     """UTC with microseconds and ``Z``: the form cursors keep (and Label Studio's filters take)."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _stamp(annotation: Annotation) -> str:
-    return iso(annotation.updated_at) if annotation.updated_at is not None else ""
+    return utc_iso(annotation.updated_at) if annotation.updated_at is not None else ""
 
 
 @dataclass
@@ -89,10 +89,10 @@ class AnnotationLedger:
                 raise UsageError(f"This cursor belongs to {theirs}, not {owner}.")
             ledger.seen = {str(k): dict(v) for k, v in (since.get("seen") or {}).items()}
             ledger.complete = bool(since.get("complete"))
-            ledger.since = _aware(as_datetime(since["watermark"]))
+            ledger.since = as_utc(since["watermark"])
         else:
             ledger.complete = False
-            ledger.since = _aware(as_datetime(since))
+            ledger.since = as_utc(since)
             if ledger.since is None:
                 raise UsageError(f"since: not a cursor nor a date: {since!r}")
         return ledger
@@ -110,22 +110,18 @@ class AnnotationLedger:
                     self.annotation_id(a)]]
                 gone = sorted(x for x in known if x not in now)
             else:  # no record of this one: fall back to timestamps
-                since = self.since
-                record.annotations = [a for a in record.annotations if since is None or (
-                    a.timestamp is not None and _aware(a.timestamp) > since)]  # type: ignore[operator]
+                record.annotations = [a for a in record.annotations if self._after_since(a)]
         if now:
             self.seen[key] = now
         else:
             self.seen.pop(key, None)
         return gone
 
+    def _after_since(self, annotation: Annotation) -> bool:
+        stamp = as_utc(annotation.timestamp)
+        return self.since is None or (stamp is not None and stamp > self.since)
+
     def cursor(self, watermark: datetime | str | None, *, owner: Any = None) -> PullCursor:
         """The cursor for the next pull: complete when this pull was full or started complete."""
-        mark = iso(watermark) if isinstance(watermark, datetime) else watermark
+        mark = utc_iso(watermark) if isinstance(watermark, datetime) else watermark
         return PullCursor(watermark=mark, owner=owner, complete=self.complete, seen=self.seen)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value

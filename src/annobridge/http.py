@@ -193,7 +193,8 @@ def isolate_rejected(
         return [(items[0], rejection.reason)]
     named = sorted({p for p in rejection.positions if 0 <= p < len(items)})
     if named:
-        rest = [item for i, item in enumerate(items) if i not in set(named)]
+        bad = set(named)
+        rest = [item for i, item in enumerate(items) if i not in bad]
         return [(items[p], rejection.reason) for p in named] + isolate_rejected(rest, send)
     half = len(items) // 2
     return isolate_rejected(items[:half], send) + isolate_rejected(items[half:], send)

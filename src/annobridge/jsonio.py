@@ -19,11 +19,14 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import srsly
 
 from .errors import AdapterError
+
+if TYPE_CHECKING:
+    from .model import Document
 
 __all__ = [
     "BOM",
@@ -156,7 +159,7 @@ def json_problem(value: Any) -> str | None:
     return None
 
 
-def document_problem(doc: Any) -> str | None:
+def document_problem(doc: Document) -> str | None:
     """Why a :class:`~annobridge.model.Document` cannot be imported into any tool, or None.
 
     Adapters call it per document before a batch is sent, so that one such document fails alone.

@@ -14,13 +14,14 @@ from .adapter import (
     Capabilities,
     ImportResult,
     as_datetime,
+    as_utc,
     filter_answers,
     is_loopback,
     redact,
 )
 from .atomic import atomic_open, atomic_write_text
 from .config import AdapterConfig, Secret
-from .cursor import AnnotationLedger, PullCursor
+from .cursor import AnnotationLedger, PullCursor, utc_iso
 from .errors import (
     AdapterError,
     AnnobridgeError,
@@ -90,6 +91,7 @@ __all__ = [
     "TaskKind",
     "UsageError",
     "as_datetime",
+    "as_utc",
     "atomic_open",
     "atomic_write_text",
     "batches_by_encoded_size",
@@ -112,6 +114,7 @@ __all__ = [
     "read_json_lines",
     "read_spans",
     "redact",
+    "utc_iso",
     "utf16_to_codepoint",
     "word_boundaries",
 ]

@@ -60,18 +60,17 @@ def parse_options(
     params: Mapping[str, str],
     section: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
-    ignore: frozenset[str] = frozenset(),
 ) -> T:
     """Build ``model`` from URL ``params`` over environment variables over the config ``section``.
 
-    ``ignore`` names URL parameters the adapter reads itself (a project title, say). Config-file keys the
-    model does not know are left alone (the section also holds credentials read elsewhere).
+    Config-file keys the model does not know are left alone (the section also holds credentials read
+    elsewhere).
     """
     env = os.environ if env is None else env
     known = set(model.model_fields)
-    unknown = sorted(set(params) - known - ignore)
+    unknown = sorted(set(params) - known)
     if unknown:
-        names = ", ".join(sorted(known | ignore)) or "none"
+        names = ", ".join(sorted(known)) or "none"
         raise UsageError(
             f"{scheme}: unknown URL option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (known: {names})"
         )

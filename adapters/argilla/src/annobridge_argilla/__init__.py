@@ -28,7 +28,6 @@ import math
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -70,14 +69,6 @@ STATUS_TO_ANSWER = {"submitted": kit.Answer.ACCEPT, "discarded": kit.Answer.IGNO
 
 _AGENT_OK = re.compile(r"[^a-zA-Z0-9\-_:./\s]")
 _POSITION = re.compile(r"Record at position (\d+) is not valid")
-
-
-def _utc(value: Any) -> datetime | None:
-    """Argilla returns naive UTC timestamps; make them aware so they compare with anything."""
-    dt = kit.as_datetime(value)
-    if dt is not None and dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt
 
 
 def _agent(model_version: str) -> str:
@@ -700,8 +691,8 @@ class ArgillaAdapter(kit.Adapter):
             annotator=annotator,
             # a status this adapter does not know is kept but never trained on
             answer=STATUS_TO_ANSWER.get(status, kit.Answer.SKIP),
-            created_at=_utc(response.get("inserted_at")),
-            updated_at=_utc(response.get("updated_at")),
+            created_at=kit.as_utc(response.get("inserted_at")),
+            updated_at=kit.as_utc(response.get("updated_at")),
             native_ids={"argilla_response_id": str(response.get("id")), "argilla_user_id": user_id},
             meta={"argilla_status": status},
         )
@@ -761,7 +752,7 @@ class ArgillaAdapter(kit.Adapter):
         if _agent(model) != agent:
             model = agent  # the suggestion was replaced by another agent's since annobridge sent it
         value, score = suggestion.get("value"), suggestion.get("score")
-        prediction = kit.Prediction(model_version=model, created_at=_utc(suggestion.get("updated_at")),
+        prediction = kit.Prediction(model_version=model, created_at=kit.as_utc(suggestion.get("updated_at")),
                                 native_ids={"argilla_suggestion_id": str(suggestion.get("id"))})
         if ds.question_type == "span":
             items = value if isinstance(value, list) else []

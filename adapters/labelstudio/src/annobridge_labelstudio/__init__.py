@@ -52,14 +52,6 @@ _PROJECT_PATH = re.compile(r"^/?projects/(\d+|new)/?$")
 Cursor = kit.PullCursor  # the name this adapter's users know
 
 
-def _aid(annotation: kit.Annotation) -> str:
-    return str(annotation.native_ids.get("annotation_id"))
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class LabelStudioOptions(kit.AdapterOptions):
     """The URL's query options (``?chunk_size=1000``); also read from ``[labelstudio]`` in the config file."""
 
@@ -577,7 +569,7 @@ class LabelStudioAdapter(kit.Adapter):
         # Changes made while this pull runs must show up next time: the watermark is taken before reading, with
         # slack for the HTTP date's one-second resolution; the seen map keeps them from being yielded twice.
         watermark = self._server_now() - timedelta(seconds=2)
-        ledger = kit.AnnotationLedger.resume(since, owner=pid, annotation_id=_aid)
+        ledger = kit.AnnotationLedger.resume(since, owner=pid)  # annotations keyed by native_ids["annotation_id"]
         tasks = self._export_tasks(pid) if since is None else self._changed_tasks(pid, ledger.since)
         keep = set(answers) if answers is not None else None
         for task in tasks:
@@ -593,7 +585,7 @@ class LabelStudioAdapter(kit.Adapter):
             if keep is not None:
                 record.annotations = [a for a in record.annotations if a.answer in keep]
             yield record
-        self.cursor = ledger.cursor(_iso(watermark), owner=pid)
+        self.cursor = ledger.cursor(watermark, owner=pid)
 
     def _export_tasks(self, pid: int) -> Iterator[dict[str, Any]]:
         """All tasks, from a snapshot export: created once, then downloaded and parsed as a stream.
@@ -639,7 +631,7 @@ class LabelStudioAdapter(kit.Adapter):
         items = []
         if since is not None:
             items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
-                          "value": _iso(since)})
+                          "value": kit.utc_iso(since)})
         query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
         yield from self._tasks({"fields": "all", "query": query}, self.page_size)
 
