@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from .config import AdapterConfig, check_server_url
@@ -16,6 +16,9 @@ from .config import is_loopback as _is_loopback
 from .errors import MissingDependencyError, UsageError
 from .model import Answer, Document, LabelSchema, Prediction, Record
 from .options import AdapterOptions, parse_options
+
+if TYPE_CHECKING:
+    from .review import ReviewItem
 
 __all__ = ["Adapter", "AdapterURL", "Capabilities", "ImportResult"]
 
@@ -275,6 +278,41 @@ class Adapter(ABC):
     def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
         """Attach model pre-annotations to documents (imported first when missing)."""
         raise self._unsupported("pushing predictions")
+
+    def push_review(self, items: Iterable[ReviewItem], *, schema: LabelSchema) -> ImportResult:
+        """Put documents up for adjudication with each annotator's version visible to the reviewer.
+
+        The default, for tools that show several predictions per document (Label Studio): the documents
+        are imported (their meta names each annotator's version, :data:`annobridge.review.REVIEW_META_KEY`)
+        and every version is pushed as a prediction whose ``model_version`` is the annotator. The result
+        counts documents; a document whose versions fail is failed once, with the tool's reason.
+        """
+        items = list(items)
+        result = self.import_documents([item.document for item in items], schema=schema)
+        failed = {doc_id for doc_id, _ in result.failed}
+        pushed = self.push_predictions(
+            (item.document, version)
+            for item in items
+            if item.document.id not in failed
+            for version in item.versions.values()
+        )
+        for doc_id, why in pushed.failed:
+            if doc_id not in failed:  # imported, but the reviewer would not see every version: failed
+                failed.add(doc_id)
+                result.failed.append((doc_id, why))
+                if result.created:
+                    result.created -= 1
+                else:
+                    result.existing -= 1
+        return result
+
+    def review_decisions(self, schema: LabelSchema) -> tuple[str, str | None]:
+        """After :meth:`push_review`: where the adjudicator's decisions will be (a source URL for
+        ``export --adjudicated``), and what the reviewer runs to start, when the tool needs a command.
+
+        Default: the decisions are made in this project, in the tool's own interface.
+        """
+        return self.url.raw, None
 
     @abstractmethod
     def pull(

@@ -213,6 +213,13 @@ def export_cmd(
         typer.Option("--force", help="Replace --out even when it is a non-empty folder that is not an export."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
+    adjudicated: Annotated[
+        str | None,
+        typer.Option(
+            help="Where an adjudicator reviewed these documents (see `annobridge review`): their decisions "
+            "join as ground truth; use with --merge ground_truth."
+        ),
+    ] = None,
 ) -> None:
     """Convert annotations to spaCy training data: train/dev/test, a manifest and a report.
 
@@ -222,11 +229,12 @@ def export_cmd(
     Example: annobridge export prodigy:fashion.jsonl --task ner --out corpus --config
     """
     from .export import NothingExportedError, export
-    from .plugins import open_adapter
 
     try:
         label_list = [label.strip() for label in labels.split(",") if label.strip()] if labels else None
-        with open_adapter(source) as adapter, _progress("Exporting", adapter.count()) as advance:
+        with _source_with_decisions(source, adjudicated) as adapter, _progress(
+            "Exporting", adapter.count()
+        ) as advance:
             report = export(
                 adapter,
                 out,
@@ -263,6 +271,21 @@ def export_cmd(
         _print_report(report)
     if report.data_errors:
         raise typer.Exit(1)
+
+
+def _source_with_decisions(source: str, adjudicated: str | None) -> Any:
+    """The source to export: as it is, or with an adjudication tool's decisions as ground truth."""
+    from .plugins import open_adapter
+    from .review import Adjudicated
+
+    adapter = open_adapter(source)
+    if adjudicated is None:
+        return adapter
+    try:
+        return Adjudicated(adapter, open_adapter(adjudicated))
+    except BaseException:
+        adapter.close()
+        raise
 
 
 def _counter_table(title: str, counter: Counter[str], key_name: str) -> Table:
@@ -457,6 +480,68 @@ def pull_cmd(
         )
     if skipped:
         out_console.print(f"[red]{len(skipped)} inputs could not be read[/]")
+        raise typer.Exit(1)
+
+
+@app.command("review")
+def review_cmd(
+    source: Annotated[str, typer.Argument(help="Where the annotators' work is.")],
+    dest: Annotated[str, typer.Argument(help="Where the adjudicator works, e.g. labelstudio://127.0.0.1:8080/projects/new?title=Review.")],
+    task: TaskOpt,
+    only: Annotated[
+        str, typer.Option(help="conflicts: documents whose annotators disagree; all: every annotated one.")
+    ] = "conflicts",
+    sample: Annotated[
+        int | None, typer.Option(help="Send about N of them, the same N on every run (seeded by --seed).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    labels: Annotated[str | None, typer.Option(help="Comma-separated labels for DEST's project.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Send documents to an adjudicator with every annotator's version, then export their decisions.
+
+    Label Studio shows one prediction per annotator, Prodigy's review recipe the versions side by side.
+    Run it again to send only what is new. When the reviewer is done, export with --adjudicated.
+
+    Example: annobridge review prodigy:prodigy.db?dataset=news prodigy:prodigy.db?dataset=news_review --task ner
+    """
+    from .plugins import open_adapter
+    from .review import Only, review
+
+    try:
+        if only not in ("conflicts", "all"):
+            raise UsageError(f"--only must be conflicts or all, not {only!r}")
+        which: Only = "all" if only == "all" else "conflicts"
+        label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+        with open_adapter(source) as src, open_adapter(dest) as out:
+            report = review(src, out, task=task, labels=label_list, only=which, sample=sample, seed=seed)
+    except AnnobridgeError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        out_console.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        sent = report.sent
+        out_console.print(
+            f"{report.records} documents read, {report.conflicts} with disagreeing annotators: "
+            f"[green]{sent.created} sent for review[/], {sent.existing} already there, {len(sent.failed)} failed"
+        )
+        for reason, n in sorted(report.not_sent.items()):
+            out_console.print(f"  not sent, {escape(reason)}: {n}")
+        for doc_id, why in sent.failed[:10]:
+            out_console.print(f"  failed {escape(doc_id)}: {escape(why)}")
+        for where, why in report.unreadable[:10]:
+            out_console.print(f"  unreadable {escape(where)}: {escape(why)}")
+        if report.reviewer_command:
+            _say_command("The reviewer starts with: ", redact(report.reviewer_command))
+        if report.decisions_at:
+            _say_command(
+                "When the review is done: ",
+                _command_line(
+                    "annobridge", "export", redact(source), "--adjudicated", redact(report.decisions_at), "--merge",
+                    "ground_truth", "--task", task.value, "--out", "corpus",
+                ),
+            )
+    if report.sent.failed or report.unreadable:
         raise typer.Exit(1)
 
 

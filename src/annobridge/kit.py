@@ -60,10 +60,12 @@ from .offsets import (
     word_boundaries,
 )
 from .options import AdapterOptions
+from .review import REVIEW_META_KEY, ReviewItem
 
 __all__ = [
     "BOM",
     "LONE_SURROGATE",
+    "REVIEW_META_KEY",
     "Adapter",
     "AdapterConfig",
     "AdapterError",
@@ -84,6 +86,7 @@ __all__ = [
     "Prediction",
     "PullCursor",
     "Record",
+    "ReviewItem",
     "SchemaError",
     "Secret",
     "ServerUnreachableError",

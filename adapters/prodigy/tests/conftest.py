@@ -19,7 +19,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +159,19 @@ def pg_database(pg_server: dict[str, Any]) -> Iterator[dict[str, Any]]:
     finally:
         with _connect(dbname="postgres", **admin) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+UrlFactory = Callable[[str], str]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> UrlFactory:
+    """A function dataset -> adapter URL, on a fresh SQLite file or in the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        path = tmp_path / "prodigy.db"
+        return lambda dataset: f"prodigy:{path}?dataset={dataset}"
+    pg: dict[str, Any] = request.getfixturevalue("pg_database")
+    # one database per session: unique dataset names keep the tests apart
+    suffix = uuid.uuid4().hex[:8]
+    base = f"prodigy+postgresql://{pg['user']}@{pg['host']}:{pg['port']}/{pg['dbname']}"
+    return lambda dataset: f"{base}?dataset={dataset}_{suffix}"

@@ -38,19 +38,6 @@ def _tasks(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> UrlFactory:
-    """A function dataset -> adapter URL, on a fresh SQLite file or in the session's PostgreSQL database."""
-    if request.param == "sqlite":
-        path = tmp_path / "prodigy.db"
-        return lambda dataset: f"prodigy:{path}?dataset={dataset}"
-    pg: dict[str, Any] = request.getfixturevalue("pg_database")
-    # one database per session: unique dataset names keep the tests apart
-    suffix = uuid.uuid4().hex[:8]
-    base = f"prodigy+postgresql://{pg['user']}@{pg['host']}:{pg['port']}/{pg['dbname']}"
-    return lambda dataset: f"{base}?dataset={dataset}_{suffix}"
-
-
 def _open(url: str) -> ProdigyAdapter:
     adapter = open_adapter(url)
     assert isinstance(adapter, ProdigyAdapter)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -39,6 +40,7 @@ from annobridge.kit import (
     MissingDependencyError,
     Prediction,
     Record,
+    ReviewItem,
     UsageError,
     as_datetime,
     atomic_open,
@@ -51,7 +53,7 @@ from annobridge.kit import (
 )
 
 from .db import ProdigyDB, session_name
-from .hashes import input_hash, set_hashes, task_hash
+from .hashes import TASK_KEYS, input_hash, set_hashes, task_hash
 from .tasks import TaskError, TaskGrouper, TaskIndex, document_task
 
 __all__ = ["ProdigyAdapter", "input_hash", "set_hashes", "task_hash"]
@@ -412,6 +414,111 @@ class ProdigyAdapter(Adapter):
                     out.write(_task_line(task))
                     result.created += 1
         return result
+
+
+    def push_review(self, items: Iterable[ReviewItem], *, schema: LabelSchema) -> ImportResult:
+        """Documents for Prodigy's ``review`` recipe, one result per document.
+
+        A database dataset gets each annotator's version as an accepted example of theirs (``_annotator_id``
+        and ``_session_id`` = the annotator): the input ``prodigy review GOLD THIS_DATASET`` reads, which
+        shows the versions side by side and saves the decision as review output (read back as ground truth).
+        A JSONL file gets the review recipe's own task format: one task per document with its ``versions``.
+        """
+        self._check_writable()
+        view = _REVIEW_VIEWS[schema.task.value]
+        result = ImportResult()
+        built: list[tuple[Document, list[dict[str, Any]]]] = []
+        for item in items:
+            try:
+                tasks = [_version_task(item.document, name, pred, schema, view) for name, pred in item.versions.items()]
+            except TaskError as exc:
+                result.failed.append((item.document.id, str(exc)))
+                continue
+            built.append((item.document, tasks))
+        if self.is_db:
+            dataset = self._need_dataset()
+            db = self.db(create=True)
+            db.add_dataset(dataset, {"description": "documents for review, created by annobridge"})
+            have = {(ex.task_hash, _annotator_of(ex.content)) for ex in db.examples(dataset)}
+            new: list[dict[str, Any]] = []
+            for doc, tasks in built:
+                result.native_ids[doc.id] = tasks[0]["_input_hash"]
+                fresh = [t for t in tasks if (t["_task_hash"], t["_annotator_id"]) not in have]
+                have.update((t["_task_hash"], t["_annotator_id"]) for t in fresh)
+                new.extend(fresh)
+                if fresh:
+                    result.created += 1
+                else:
+                    result.existing += 1
+            if new:
+                db.add_examples(new, [dataset])
+            return result
+        known, _ = self._file_hashes()
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            for doc, tasks in built:
+                first = tasks[0]
+                result.native_ids[doc.id] = first["_input_hash"]
+                if first["_input_hash"] in known:
+                    result.existing += 1
+                    continue
+                known[first["_input_hash"]] = True
+                top = {k: v for k, v in first.items() if k not in ("answer", "_annotator_id", "_session_id")}
+                versions = [{**t, "sessions": [t["_session_id"]], "default": i == 0} for i, t in enumerate(tasks)]
+                fh.write(json.dumps({**top, "_view_id": "review", "view_id": view, "versions": versions},
+                                    ensure_ascii=False) + "\n")
+                result.created += 1
+        return result
+
+
+    def review_decisions(self, schema: LabelSchema) -> tuple[str, str | None]:
+        """``prodigy review`` saves its decisions in a dataset of their own: ``<dataset>_gold`` here."""
+        view = _REVIEW_VIEWS[schema.task.value]
+        if self.is_db:
+            dataset = self._need_dataset()
+            gold = f"{dataset}_gold"
+            raw = self.url.raw
+            decisions = raw.replace(f"dataset={dataset}", f"dataset={gold}") if f"dataset={dataset}" in raw else raw
+            return decisions, shlex.join(["prodigy", "review", gold, dataset, "--view-id", view])
+        # a stream file in the review format: any recipe that shows the review interface can take it
+        assert self.path is not None
+        gold = self.path.with_name(f"{self.path.stem}_gold.jsonl")
+        # `prodigy mark` serves until stopped (Ctrl-C); then the decisions go to the file export reads
+        name = f"{self.path.stem}_gold"
+        mark = shlex.join(["prodigy", "mark", name, str(self.path), "--view-id", "review"])
+        return f"prodigy:{gold}", f"{mark}; prodigy db-out {shlex.quote(name)} > {shlex.quote(str(gold))}"
+
+
+#: the interface each task's versions are shown in (``--view-id`` of ``prodigy review``)
+_REVIEW_VIEWS = {"ner": "ner_manual", "spans": "spans_manual", "textcat": "choice", "textcat_multilabel": "choice"}
+
+
+def _version_task(doc: Document, annotator: str, version: Prediction, schema: LabelSchema, view: str) -> dict[str, Any]:
+    """One annotator's version as the accepted example Prodigy would have saved for them."""
+    task = document_task(doc, version, schema)
+    task["meta"].pop("model", None)  # a person's answer, not a model's
+    for span in task.get("spans", ()):
+        span.pop("source", None)
+    if "options" in task:
+        task["accept"] = [label for label, value in sorted(version.categories.items()) if value >= 0.5]
+    elif "label" in task:
+        task["answer"] = "accept" if version.categories.get(task["label"], 0.0) >= 0.5 else "reject"
+    task.setdefault("answer", "accept")
+    task["_annotator_id"] = task["_session_id"] = annotator
+    task["_view_id"] = view if "label" not in task else "classification"
+    # the task hash tells versions apart: Prodigy's covers spans and options, so the chosen labels join it
+    task["_task_hash"] = task_hash(task, task["_input_hash"], keys=(*TASK_KEYS, "accept"))
+    return task
+
+
+def _annotator_of(content: bytes) -> str | None:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return None
+    value = data.get("_annotator_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _unique_id(record: Record, named: set[str]) -> Record:
