@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from .adapter import Adapter, AdapterURL, Capabilities, ImportResult
+from .agreement import AgreementReport, agreement
 from .config import AdapterConfig, Secret
 from .errors import AdapterError, AnnobridgeError, DataError, MissingDependencyError, SchemaError, UsageError
 from .export import ExportReport, export
@@ -22,6 +23,7 @@ __all__ = [
     "AdapterConfig",
     "AdapterError",
     "AdapterURL",
+    "AgreementReport",
     "AnnobridgeError",
     "Annotation",
     "Answer",
@@ -40,6 +42,7 @@ __all__ = [
     "TaskKind",
     "UsageError",
     "__version__",
+    "agreement",
     "export",
     "get_registry",
     "hookimpl",
