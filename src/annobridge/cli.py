@@ -650,6 +650,9 @@ def adapters_cmd(
 
 
 def _mount_subcommands() -> None:
+    from .agree_cli import agree_cmd
+
+    app.command("agree")(agree_cmd)
     try:
         from .al_cli import app as al_app
     except ImportError:  # the active-learning commands need no extra to be listed, only to run
