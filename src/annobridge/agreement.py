@@ -804,7 +804,8 @@ def agreement(
     compared = [d for d in collector.docs if len(d.voters()) >= 2]
     voters_all = sorted(collector.voters)
     if not compared:
-        raise NotEnoughAnnotatorsError(_not_enough(collector, voters_all))
+        with_votes = [name for name in voters_all if collector.voters[name].documents]
+        raise NotEnoughAnnotatorsError(_not_enough(collector, with_votes))
     names = sorted({v for d in compared for v in d.voters()})
     vindex = {name: i for i, name in enumerate(names)}
     n_docs = len(compared)
