@@ -7,6 +7,15 @@
 * textcat: every label in ``doc.cats``, exactly one 1.0.
 * textcat_multilabel: the labels the annotators judged, 0.0 or 1.0.
 
+Disagreeing manual versions under a per-span policy (``majority``, ``unanimous``;
+see :mod:`annobridge.merge`) are voted on again here, after every proposed span
+was checked and aligned to tokens: a kept span is an entity; for ner, a token
+outside every kept span is O only when the policy's bar says it is outside, and
+*missing* (``ent_iob`` 0, what spaCy's ``Example`` reads as unknown) otherwise;
+for spans, disputed spans are left out of the group. The counts come back on the
+:class:`ConversionResult` (``disputed_spans``, ``outvoted_spans``,
+``missing_tokens``).
+
 Each span is first checked against the text it claims (:mod:`annobridge.offsets`)
 and then aligned to tokens: strict first, then the chosen alignment mode.
 Whatever is changed or dropped is reported, never done silently: every repair a
@@ -37,7 +46,7 @@ from spacy.tokens import Span as SpacySpan
 from spacy.util import filter_spans
 
 from .errors import UsageError
-from .merge import Merged, MergeSkip, Policy, merge_record
+from .merge import DISAGREE_UNANIMOUS, TIE_MAJORITY, Merged, MergeSkip, Policy, merge_record, ranges, vote_spans
 from .model import LabelSchema, Record, Span, TaskKind
 from .offsets import UNITS, UNITS_AMBIGUOUS, DocumentUnits, OffsetUnits, SpanCheck, candidate_ranges, check_span
 
@@ -97,6 +106,12 @@ class ConversionResult:
     span_events: list[SpanEvent] = field(default_factory=list)
     #: answers superseded by the same annotator's later answer to the same question (not votes)
     superseded: int = 0
+    #: per-span merging: spans the policy could not decide, by label (left out / their tokens missing)
+    disputed_spans: Counter[str] = field(default_factory=Counter)
+    #: per-span merging: spans a majority of the annotators did not mark, by label
+    outvoted_spans: Counter[str] = field(default_factory=Counter)
+    #: per-span merging (ner): tokens left missing (neither an entity nor O)
+    missing_tokens: int = 0
 
 
 class DocConverter:
@@ -123,13 +138,18 @@ class DocConverter:
         self.schema = schema
         self.align: Align = align  # type: ignore[assignment]
         self.policy = policy if isinstance(policy, Policy) else Policy(policy)
+        if self.policy.name == "dawid-skene" and schema.task.is_span_task:
+            raise UsageError(
+                "--merge dawid-skene weighs annotators on categories: use it with --task textcat or "
+                "textcat_multilabel (for ner / spans: majority or unanimous decide per span)"
+            )
         self.incorrect_spans_key = incorrect_spans_key
         self._labels = set(schema.labels)
         #: the source's offset-unit evidence, grown by every record converted (see annobridge.offsets)
         self.units = offset_units if isinstance(offset_units, OffsetUnits) else OffsetUnits(offset_units)
 
     def convert(self, record: Record) -> ConversionResult:
-        merged = merge_record(record, self.policy)
+        merged = merge_record(record, self.policy, task=self.schema.task)
         if isinstance(merged, MergeSkip):
             return ConversionResult(
                 None, merged.reason, conflict=merged.conflict, doc_id=record.id, superseded=merged.superseded
@@ -140,7 +160,8 @@ class DocConverter:
             result = self._spans(record, merged)
         else:
             result = self._cats(record.text, merged)
-        result.conflict = merged.conflict
+        if result.conflict is None:
+            result.conflict = merged.conflict
         result.merged = merged
         result.doc_id = record.id
         result.superseded = merged.superseded
@@ -210,6 +231,32 @@ class DocConverter:
         # ``text`` is passed in: ``doc.text`` rebuilds the string from every token on each access
         aligned: list[SpacySpan] = []
         seen: dict[tuple[int, int, str], bool] = {}  # final (start, end, label) -> was it repaired
+        for span, placed in zip(spans, self._align_each(doc, text, spans, ctx, hint_of, events, doc_id), strict=True):
+            if placed is None:
+                continue
+            sp, key, repaired = placed
+            earlier = seen.get(key)
+            if earlier is not None:
+                why = DUPLICATE_REPAIRED_MERGED if repaired or earlier else DUPLICATE_MERGED
+                events.append(SpanEvent("adjusted", why, doc_id, span.start, span.end, span.label))
+                seen[key] = earlier or repaired
+                continue
+            seen[key] = repaired
+            aligned.append(sp)
+        return aligned
+
+    def _align_each(
+        self,
+        doc: Doc,
+        text: str,
+        spans: Sequence[Span],
+        ctx: DocumentUnits | None,
+        hint_of: Callable[[Span], str | None],
+        events: list[SpanEvent],
+        doc_id: str,
+    ) -> list[tuple[SpacySpan, tuple[int, int, str], bool] | None]:
+        """Each span checked and aligned to tokens: (span, its final character key, was it repaired), or None."""
+        out: list[tuple[SpacySpan, tuple[int, int, str], bool] | None] = []
         char_span = doc.char_span
         for span, checked in zip(spans, self._check(text, doc, spans, ctx, hint_of), strict=True):
             fixed = checked[0]
@@ -217,6 +264,7 @@ class DocConverter:
                 events.append(
                     SpanEvent("dropped", checked.note or "not usable", doc_id, span.start, span.end, span.label)
                 )
+                out.append(None)
                 continue
             repairs = checked[2]
             repaired = bool(repairs)
@@ -238,16 +286,10 @@ class DocConverter:
             if sp is None:
                 why = "does not align with token boundaries"
                 events.append(SpanEvent("dropped", why, doc_id, span.start, span.end, span.label))
+                out.append(None)
                 continue
-            earlier = seen.get(key)
-            if earlier is not None:
-                why = DUPLICATE_REPAIRED_MERGED if repaired or earlier else DUPLICATE_MERGED
-                events.append(SpanEvent("adjusted", why, doc_id, span.start, span.end, span.label))
-                seen[key] = earlier or repaired
-                continue
-            seen[key] = repaired
-            aligned.append(sp)
-        return aligned
+            out.append((sp, key, repaired))
+        return out
 
     @staticmethod
     def _hints(record: Record) -> Callable[[Span], str | None]:
@@ -267,11 +309,28 @@ class DocConverter:
         ascii_only = text.isascii()
         ctx = None if ascii_only else self.units.document()
         hint_of = _no_hint if ascii_only else self._hints(record)
+        if merged.span_votes is not None:
+            return self._voted_spans(record, merged, doc, ctx, hint_of, events)
         positives = self._align(doc, text, merged.spans, ctx, hint_of, events, record.id)
         if self.schema.task == TaskKind.SPANS:
             doc.spans[self.schema.spans_key] = positives
             labels = [s.label_ for s in positives]
             return self._result(doc, None, events, labels=labels)
+        return self._entities(record, merged, doc, positives, ctx, hint_of, events)
+
+    def _entities(
+        self,
+        record: Record,
+        merged: Merged,
+        doc: Doc,
+        positives: list[SpacySpan],
+        ctx: DocumentUnits | None,
+        hint_of: Callable[[Span], str | None],
+        events: list[SpanEvent],
+        missing: set[int] | None = None,
+    ) -> ConversionResult:
+        """``doc.ents`` from the positive spans; ``missing``: token indices to leave missing (per-span votes)."""
+        text = record.text
         kept = filter_spans(positives)
         if len(kept) < len(positives):
             kept_set = {(s.start_char, s.end_char, s.label_) for s in kept}
@@ -287,7 +346,21 @@ class DocConverter:
                             s.label_,
                         )
                     )
-        doc.set_ents(kept, default="outside" if merged.complete else "missing")
+        missing_tokens = 0
+        if missing:
+            for s in kept:
+                missing.difference_update(range(s.start, s.end))
+            missing_tokens = len(missing)
+            if not kept and all(doc[i].is_space or i in missing for i in range(len(doc))):
+                # every token disputed: nothing to learn, skipped under the policy's own outcome
+                reason = DISAGREE_UNANIMOUS if self.policy.name == "unanimous" else TIE_MAJORITY
+                result = self._result(None, reason, events)
+                result.conflict = f"dropped: {reason}"
+                return result
+        if missing:
+            doc.set_ents(kept, missing=[doc[a:b] for a, b in ranges(missing)], default="outside")
+        else:
+            doc.set_ents(kept, default="outside" if merged.complete else "missing")
         labels = [s.label_ for s in kept]
         incorrect = (
             self._align(doc, text, merged.incorrect_spans, ctx, hint_of, events, record.id)
@@ -304,7 +377,69 @@ class DocConverter:
                 else "nothing to learn (no usable spans)"
             )
             return self._result(None, reason, events)
-        return self._result(doc, None, events, labels=labels, incorrect_spans=len(incorrect))
+        result = self._result(doc, None, events, labels=labels, incorrect_spans=len(incorrect))
+        result.missing_tokens = missing_tokens
+        return result
+
+    def _voted_spans(
+        self,
+        record: Record,
+        merged: Merged,
+        doc: Doc,
+        ctx: DocumentUnits | None,
+        hint_of: Callable[[Span], str | None],
+        events: list[SpanEvent],
+    ) -> ConversionResult:
+        """Per-span votes of complete versions, on the spans as checked and aligned to this doc's tokens."""
+        votes = merged.span_votes or []
+        candidates: dict[tuple[int, int, str], Span] = {}
+        for version in votes:
+            for span in version:
+                candidates.setdefault(span.key, span)
+        given = list(candidates.values())
+        placed = self._align_each(doc, record.text, given, ctx, hint_of, events, record.id)
+        token_key: dict[tuple[int, int, str], tuple[int, int, str]] = {}
+        token_span: dict[tuple[int, int, str], SpacySpan] = {}
+        for span, where in zip(given, placed, strict=True):
+            if where is not None:
+                sp = where[0]
+                key = (sp.start, sp.end, sp.label_)
+                token_key[span.key] = key
+                token_span.setdefault(key, sp)
+        versions = [{token_key[s.key] for s in version if s.key in token_key} for version in votes]
+        vote = vote_spans(versions, self.policy)
+        positives = [token_span[k] for k in vote.kept]
+        # binary answers about spans no manual annotator proposed: decided by their own votes (merge_record)
+        extra = [s for s in merged.spans if s.key not in candidates]
+        if extra:
+            positives.extend(self._align(doc, record.text, extra, ctx, hint_of, events, record.id))
+        disputed = Counter(label for _, _, label in vote.disputed)
+        outvoted = Counter(label for _, _, label in vote.outvoted)
+        how = self.policy.label
+        if self.schema.task == TaskKind.SPANS:
+            if not positives and disputed:
+                reason = DISAGREE_UNANIMOUS if self.policy.name == "unanimous" else TIE_MAJORITY
+                result = self._result(None, reason, events)
+                result.conflict = f"dropped: {reason}"
+            else:
+                doc.spans[self.schema.spans_key] = positives
+                result = self._result(doc, None, events, labels=[s.label_ for s in positives])
+                result.conflict = (
+                    f"partly resolved per span by {how} (disputed spans left out)"
+                    if disputed
+                    else f"resolved per span by {how}"
+                )
+        else:
+            result = self._entities(record, merged, doc, positives, ctx, hint_of, events, missing=set(vote.missing))
+            if result.doc is not None:
+                result.conflict = (
+                    f"partly resolved per span by {how} (disputed regions missing)"
+                    if result.missing_tokens
+                    else f"resolved per span by {how}"
+                )
+        result.disputed_spans = disputed
+        result.outvoted_spans = outvoted
+        return result
 
     @staticmethod
     def _result(

@@ -3,6 +3,12 @@
 Every record read ends in exactly one place: exported to a split, or skipped
 with a reason. ``records_read == records_exported + sum(records_skipped)`` is
 checked before the report is returned.
+
+What must be known before the first document is written (exclusive textcat's
+label set, stratified splits, the ``dawid-skene`` reliabilities, which are fitted
+over the whole pull) comes from one *survey* pass. The survey pulls once and
+spools the records to a file in the staging folder; the export then reads the
+spool, so a server is never pulled twice.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from spacy.language import Language
 from .adapter import Adapter
 from .atomic import atomic_write_text, replace_dir, staging_dir
 from .convert import INCORRECT_SPANS_KEY, DocConverter
+from .dawid_skene import CategoryVoteCollector
 from .errors import DataError, UsageError
 from .formats import FORMATS, SplitWriter, make_writer
 from .merge import POLICY_REASONS, Policy
@@ -65,6 +72,17 @@ class ExportReport:
     offset_units_proved: Counter[str] = field(default_factory=Counter)
     #: spans without decisive text, by how their unit was decided ("utf16 by source", "ambiguous", ...)
     offset_units_decided: Counter[str] = field(default_factory=Counter)
+    #: per-span merging: spans the policy could not decide (a tie, a disagreement), by label, in every
+    #: document merged per span (exported with the span left out / its tokens missing, or skipped)
+    disputed_spans: Counter[str] = field(default_factory=Counter)
+    #: per-span merging: spans fewer than half of the annotators marked (majority), by label
+    outvoted_spans: Counter[str] = field(default_factory=Counter)
+    #: exported documents that kept disputed regions (ner: missing tokens) or left disputed spans out (spans)
+    docs_with_disputes: int = 0
+    #: tokens left missing (neither an entity nor O) in the exported ner documents
+    missing_tokens: int = 0
+    #: ``--merge dawid-skene``: the fitted reliabilities (per annotator accuracy and answers) and the fit
+    dawid_skene: dict[str, Any] | None = None
 
     @property
     def data_errors(self) -> int:
@@ -108,6 +126,11 @@ class ExportReport:
             "skipped_examples": self.examples,
             "span_examples": self.span_examples,
             "answers_superseded": self.answers_superseded,
+            "disputed_spans": dict(self.disputed_spans.most_common()),
+            "outvoted_spans": dict(self.outvoted_spans.most_common()),
+            "docs_with_disputes": self.docs_with_disputes,
+            "missing_tokens": self.missing_tokens,
+            "dawid_skene": self.dawid_skene,
             "offset_units": {
                 "proved": dict(self.offset_units_proved.most_common()),
                 "decided": dict(self.offset_units_decided.most_common()),
@@ -248,6 +271,11 @@ def export(
         raise UsageError(f"--shard-size must be at least 1, not {shard_size}")
     spec = split if isinstance(split, SplitSpec) else parse_split(split, seed)
     policy_obj = Policy(policy)
+    if policy_obj.name == "dawid-skene" and task_kind.is_span_task:
+        raise UsageError(
+            "--merge dawid-skene weighs annotators on categories: use it with --task textcat or "
+            "textcat_multilabel (for ner / spans: majority or unanimous decide per span)"
+        )
     out = Path(out_dir)
     _check_out_dir(out, force)
     nlp = nlp or load_nlp(lang, model)
@@ -260,22 +288,31 @@ def export(
         _check_task_fits(adapter, task_kind)
         need_labels = task_kind == TaskKind.TEXTCAT and not labels
         assign: Callable[[str], str] = spec.assign
-        if need_labels or stratify:
-            found, strata = _survey(adapter, answers, group_by, labels=need_labels, strata=stratify)
+        report = ExportReport(task=task_kind.value, out_dir=str(out), format=format)
+        staged = staging_dir(out)
+        spool: Path | None = None
+        collector = CategoryVoteCollector(task_kind) if policy_obj.name == "dawid-skene" else None
+        if need_labels or stratify or collector is not None:
+            spool = staged / _SPOOL
+            found, strata = _survey(
+                adapter, answers, group_by, labels=need_labels, strata=stratify, spool=spool, collector=collector
+            )
             labels = found if need_labels else labels
             if stratify:
                 assign = StratifiedAssigner(spec, strata).assign
+            if collector is not None:
+                policy_obj.model = collector.fit(labels)
+                report.dawid_skene = policy_obj.model.summary()
         schema = LabelSchema(task_kind, labels=list(labels or []))
         converter = DocConverter(nlp, schema, align=align, policy=policy_obj)
 
-        report = ExportReport(task=task_kind.value, out_dir=str(out), format=format)
         label_set: set[str] = set(schema.labels)
-        staged = staging_dir(out)
         groups = _GroupTally(group_by)
         max_length = nlp.max_length
         spans_seen = 0
+        records = _read_spool(spool) if spool is not None else adapter.pull(answers=answers)
         with (staged / "manifest.jsonl").open("w", encoding="utf-8") as manifest:
-            for record in _counted(adapter.pull(answers=answers), report):
+            for record in _counted(records, report):
                 reason = _unfit_text(record.text, max_length)
                 if reason is None:
                     try:
@@ -292,6 +329,8 @@ def export(
                     continue
                 if result.conflict:
                     report.conflicts[result.conflict] += 1
+                report.disputed_spans.update(result.disputed_spans)
+                report.outvoted_spans.update(result.outvoted_spans)
                 for event in result.span_events:
                     report._span_note(event.kind, event.why, event.doc_id or record.id)
                 report.answers_superseded += result.superseded
@@ -320,6 +359,9 @@ def export(
                         for annotator in result.merged.annotators:
                             report.annotators[annotator] += 1
                     report.incorrect_spans += result.incorrect_spans
+                    report.missing_tokens += result.missing_tokens
+                    if result.missing_tokens or result.disputed_spans:
+                        report.docs_with_disputes += 1
                     # split and file names are plain ASCII we made; only the ids need JSON escaping
                     native = f', "native_ids": {srsly.json_dumps(record.native_ids)}' if record.native_ids else ""
                     manifest.write(
@@ -328,6 +370,8 @@ def export(
                     )
                 if progress is not None:
                     progress(1)
+        if spool is not None:
+            spool.unlink()
         for where, reason in adapter.skipped:
             report.records_read += 1
             report.records_skipped[reason] += 1
@@ -448,18 +492,42 @@ def _split_key(record: Record, group_by: str | None) -> str:
     return str(record.document.meta.get(group_by, record.id)) if group_by else record.id
 
 
+#: the survey's copy of the pull, inside the staging folder (removed before the folder is swapped in)
+_SPOOL = ".survey-records.jsonl"
+
+
+def _read_spool(path: Path) -> Iterator[Record]:
+    with path.open("r", encoding="ascii") as fh:
+        for line in fh:
+            yield Record.from_dict(json.loads(line))
+
+
 def _survey(
-    adapter: Adapter, answers: Collection[Answer] | None, group_by: str | None, *, labels: bool, strata: bool
+    adapter: Adapter,
+    answers: Collection[Answer] | None,
+    group_by: str | None,
+    *,
+    labels: bool,
+    strata: bool,
+    spool: Path,
+    collector: CategoryVoteCollector | None = None,
 ) -> tuple[list[str], list[tuple[str, str]]]:
-    """One pass before the export for what it must know up front.
+    """One pass before the export for what it must know up front; the records are spooled to ``spool``.
 
     Exclusive textcat needs the whole label set before the first doc; stratified splits need every
-    (key, label) pair. Both come from the same single pass, whatever the source costs to read.
+    (key, label) pair; ``dawid-skene`` needs every vote (``collector``). All come from the same single
+    pull, and the export then reads the spool (JSON, ASCII-escaped: lone surrogates survive to be
+    reported by the main pass), so the source is read once whatever it costs. What the adapter skipped
+    stays on it for the main pass to report.
     """
     items: list[tuple[str, str]] = []
+    out = spool.open("w", encoding="ascii")
 
     def records() -> Iterator[Record]:
         for record in adapter.pull(answers=answers):
+            out.write(json.dumps(record.to_dict(), ensure_ascii=True) + "\n")
+            if collector is not None:
+                collector.add(record)
             if strata:
                 cats: set[str] = set()
                 for ann in record.annotations:
@@ -468,14 +536,13 @@ def _survey(
                 items.append((_split_key(record, group_by), ",".join(sorted(cats))))
             yield record
 
-    if labels:
-        found = LabelSchema.infer(TaskKind.TEXTCAT, records()).labels
-    else:
-        found = []
-        for _ in records():
-            pass
-    adapter.skipped.clear()  # the main pass reports them
-    adapter.span_notes.clear()
+    with out:
+        if labels:
+            found = LabelSchema.infer(TaskKind.TEXTCAT, records()).labels
+        else:
+            found = []
+            for _ in records():
+                pass
     return found, items
 
 
