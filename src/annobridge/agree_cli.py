@@ -156,8 +156,7 @@ def write_heatmap(report: AgreementReport, path: Path, metric: str | None = None
     side = min(12.0, 2.5 + 0.9 * size)
     fig, ax = plt.subplots(figsize=(side + 1.5, side))
     try:
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("#dddddd")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=min(0.0, np.nanmin(values)), vmax=1.0)
         ax.set_xticks(range(size), labels=report.annotators, rotation=35, ha="right")
         ax.set_yticks(range(size), labels=report.annotators)
