@@ -94,8 +94,8 @@ def fit_dawid_skene(
     items: Sequence[Mapping[str, str]],
     classes: Sequence[str] | None = None,
     *,
-    max_iter: int = 200,
-    tol: float = 1e-6,
+    max_iter: int = 500,
+    tol: float = 1e-5,
     smoothing: float = 2.0,
     prior_accuracy: float = 0.7,
 ) -> DawidSkene:
