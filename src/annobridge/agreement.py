@@ -785,7 +785,10 @@ def agreement(
     Raises :class:`NotEnoughAnnotatorsError` when no document has votes from two voters, and
     :class:`UsageError` when the records hold nothing for ``task`` or an argument is out of range.
     """
-    kind = TaskKind(task)
+    try:
+        kind = TaskKind(task)
+    except ValueError:
+        raise UsageError(f"task must be one of {', '.join(k.value for k in TaskKind)}, not {task!r}") from None
     if bootstrap < 0:
         raise UsageError(f"--bootstrap must be 0 (no intervals) or more, not {bootstrap}")
     if not 0.0 < confidence < 1.0:
