@@ -132,3 +132,24 @@ def test_help_is_short_and_names_the_figures() -> None:
     for word in ("span F1", "Cohen's kappa", "Krippendorff", "--no-text", "--plot", "docs/agreement.md"):
         assert word in result.output
     assert "agree" in runner.invoke(app, ["--help"]).output
+
+
+def test_textcat_table_with_three_annotators_and_markup_in_names(tmp_path: Path) -> None:
+    path = tmp_path / "cats.jsonl"
+    records = []
+    for i in range(12):
+        label = "pos" if i % 2 else "neg"
+        anns = [
+            Annotation("[bold]ann[/bold]", categories={label: 1.0}),
+            Annotation("bob", categories={label: 1.0}),
+            Annotation("cy", categories={("neg" if i % 3 else label): 1.0}),
+        ]
+        records.append(Record(Document(f"d{i}", f"review {i}"), anns))
+    write_records(path, records)
+    result = runner.invoke(app, ["agree", f"jsonl:{path}", "-t", "textcat", "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    assert "Annotator x annotator: Cohen's kappa" in result.stdout
+    assert "[bold]ann[/bold]" in result.stdout  # printed as it is, not read as markup
+    assert "Fleiss' kappa" in result.stdout and "Krippendorff's alpha" in result.stdout
+    data = json.loads(runner.invoke(app, ["agree", f"jsonl:{path}", "-t", "textcat", "--json"]).stdout)
+    assert data["matrix"][0][1] == pytest.approx(1.0)  # [bold]ann[/bold] and bob always agree
