@@ -306,6 +306,14 @@ class Adapter(ABC):
                     result.existing -= 1
         return result
 
+    def set_annotators_per_doc(self, n: int) -> str:
+        """Ask the tool to have each document annotated by ``n`` people, with its own setting.
+
+        Returns one sentence saying what was set (or, for a tool configured outside annobridge's reach,
+        what to set); raises :class:`UsageError` where the tool has no such setting.
+        """
+        raise UsageError(f"The {self.scheme} adapter has no setting for how many annotators see each document.")
+
     def review_decisions(self, schema: LabelSchema) -> tuple[str, str | None]:
         """After :meth:`push_review`: where the adjudicator's decisions will be (a source URL for
         ``export --adjudicated``), and what the reviewer runs to start, when the tool needs a command.

@@ -376,6 +376,12 @@ def import_cmd(
         str | None, typer.Option(help="Pre-annotate with this installed spaCy pipeline (needs --task).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per model batch when pre-annotating.")] = 256,
+    annotators_per_doc: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Have each document labelled by N annotators, with the tool's own overlap setting."
+        ),
+    ] = None,
 ) -> None:
     """Import documents into a tool's project (idempotent: documents already there are not added again).
 
@@ -397,6 +403,8 @@ def import_cmd(
             adapter.require("import_documents", to="import documents")
             if schema is not None and adapter.capabilities.create_project:
                 adapter.ensure_project(schema)
+            # before any document is sent: a tool without the setting refuses here, with nothing half done
+            overlap = adapter.set_annotators_per_doc(annotators_per_doc) if annotators_per_doc else None
             documents = list(read_documents(file, on_skip=lambda where, why: skipped.append((where, why))))
             predictions = None
             if model:
@@ -428,6 +436,8 @@ def import_cmd(
         f"{len(documents) + len(skipped)} lines read: [green]{result.created} imported[/], "
         f"{result.existing} already there, {len(result.failed)} failed, {len(skipped)} unreadable"
     )
+    if overlap:
+        out_console.print(escape(overlap))
     if left_out:
         labels_left = ", ".join(f"{label} ({n})" for label, n in left_out.most_common())
         out_console.print(f"Predicted labels not in --labels, left out: {escape(labels_left)}")

@@ -39,11 +39,23 @@ __all__ = [
     "ServerVenv",
     "free_port",
     "http_ok",
+    "new_password",
     "port_busy",
     "servers_dir",
     "tail",
     "wait_until",
 ]
+
+
+def new_password(nbytes: int = 12) -> str:
+    """A random password for a test account that a command line cannot mistake for an option.
+
+    ``secrets.token_urlsafe`` may start with ``-``: ``doccano createuser --password -x...`` then fails
+    with "expected one argument", once in 64 runs. A letter first keeps every such start working.
+    """
+    import secrets
+
+    return "p" + secrets.token_urlsafe(nbytes)
 
 
 class ServerStartError(RuntimeError):

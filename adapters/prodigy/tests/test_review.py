@@ -148,3 +148,18 @@ def test_review_and_export_commands(tmp_path: Path, data_dir: Path) -> None:
     assert exported.exit_code == 0, exported.output
     report = json.loads(exported.output)
     assert report["records_exported"] == 50
+
+
+def test_annotators_per_doc_names_prodigys_own_setting(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from annobridge.cli import app
+
+    corpus = tmp_path / "texts.jsonl"
+    corpus.write_text('{"text": "any asian cuisine around"}\n', encoding="utf-8")
+    out = CliRunner().invoke(
+        app, ["import", str(corpus), f"prodigy:{tmp_path / 'stream.jsonl'}", "--annotators-per-doc", "2"]
+    )
+    assert out.exit_code == 0, out.output
+    assert 'put {"annotations_per_task": 2} in prodigy.json' in " ".join(out.output.split())
+    assert "1 imported" in out.output

@@ -337,6 +337,24 @@ class ArgillaAdapter(kit.Adapter):
         self._dataset = dataset
         return dataset.id
 
+    def push_review(self, items: Iterable[kit.ReviewItem], *, schema: kit.LabelSchema) -> kit.ImportResult:
+        # Argilla keeps one suggestion per question and record: a second annotator's version would replace
+        # the first, and the reviewer would see one side of the disagreement as if it were the only one
+        raise kit.UsageError(
+            "Argilla shows one suggestion per question, so it cannot show a reviewer every annotator's version; "
+            "review in Label Studio or Prodigy (annobridge review SOURCE labelstudio://... or prodigy:...)"
+        )
+
+    def set_annotators_per_doc(self, n: int) -> str:
+        """Argilla's task distribution: a record is completed once ``n`` annotators submitted a response."""
+        ds = self.dataset()
+        body = {"distribution": {"strategy": "overlap", "min_submitted": n}}
+        self._ok(self._request("PATCH", f"/datasets/{ds.id}", json=body), "setting the task distribution")
+        got = self._get(f"/datasets/{ds.id}", "reading the dataset").get("distribution") or {}
+        if got.get("min_submitted") != n:
+            raise kit.AdapterError(f"Argilla kept the task distribution at {got} (asked for min_submitted={n})")
+        return f"Argilla dataset {ds.name!r}: a record is complete after {n} submitted response(s)"
+
     def _configure_draft(self, ds_id: str, schema: kit.LabelSchema) -> None:
         """Add what a draft dataset lacks (a run may have stopped half-way), so publishing can go ahead."""
         labels = list(dict.fromkeys(schema.labels))

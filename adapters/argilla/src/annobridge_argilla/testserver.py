@@ -174,7 +174,7 @@ class ArgillaServer:
         )
 
     def create_user(self, username: str, role: str = "annotator") -> User:
-        password = secrets.token_urlsafe(12)
+        password = ts.new_password()
         with self.client() as api:
             resp = api.post("/users", json={"first_name": username, "username": username, "role": role,
                                             "password": password})
@@ -233,7 +233,7 @@ def _start_once(workspace: str, annotators: int, timeout: float) -> ArgillaServe
     run = Path(tempfile.mkdtemp(prefix="annobridge-argilla-"))
     (run / "home").mkdir()
     procs: list[ts.ServerProcess] = []
-    owner = User("owner", secrets.token_urlsafe(12), "owner." + secrets.token_hex(16), "", "owner")
+    owner = User("owner", ts.new_password(), "owner." + secrets.token_hex(16), "", "owner")
     server = ArgillaServer(url="", owner=owner, workspace=workspace, run_dir=run, _procs=procs)
     try:
         use_machine_redis = redis_answers() and os.environ.get("ANNOBRIDGE_ARGILLA_REDIS") != "noida"

@@ -53,6 +53,7 @@ from annobridge.kit import (
     LabelSchema,
     Prediction,
     Record,
+    ReviewItem,
     SchemaError,
     Secret,
     Span,
@@ -403,6 +404,19 @@ class DoccanoAdapter(Adapter):
                 if not _ambiguous(exc):
                     raise  # an ambiguous add is checked by the members read below
         self.users(refresh=True)
+
+    def push_review(self, items: Iterable[ReviewItem], *, schema: LabelSchema) -> ImportResult:
+        """doccano has no predictions to show beside a reviewer's labels (pre-labels become the importing
+        user's own labels): the documents go in with each annotator's version in their metadata
+        (``annobridge_review``), which doccano's annotation page shows; the reviewer labels from scratch."""
+        return self.import_documents([item.document for item in items], schema=schema)
+
+    def set_annotators_per_doc(self, n: int) -> str:
+        raise UsageError(
+            "doccano has no setting for how many annotators label each document: every project member sees "
+            "every example (collaborative_annotation only decides whether they see each other's labels). "
+            "Add exactly the members who should annotate, or split the corpus over several projects."
+        )
 
     def count(self) -> int | None:
         data = self.client.get(f"/v1/projects/{self.project().id}/examples", limit=1)

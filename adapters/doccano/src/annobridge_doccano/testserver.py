@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from annobridge.testserver import (
     ServerVenv,
     free_port,
     http_ok,
+    new_password,
     servers_dir,
     tail,
     wait_until,
@@ -147,8 +147,8 @@ class DoccanoServer:
             home=home,
             port=free_port(),
             mode=mode,
-            admin=Credentials("admin", secrets.token_urlsafe(12)),
-            annotators=[Credentials(f"annotator{i + 1}", secrets.token_urlsafe(12)) for i in range(n_annotators)],
+            admin=Credentials("admin", new_password()),
+            annotators=[Credentials(f"annotator{i + 1}", new_password()) for i in range(n_annotators)],
             env=env,
         )
         try:

@@ -145,6 +145,15 @@ class LabelStudioAdapter(kit.Adapter):
     def count(self) -> int | None:
         return int(self.project().get("task_number") or 0)
 
+    def set_annotators_per_doc(self, n: int) -> str:
+        """Label Studio's overlap: ``maximum_annotations`` for every task (``overlap_cohort_percentage`` 100)."""
+        body = {"maximum_annotations": n, "overlap_cohort_percentage": 100}
+        self.client.request("PATCH", f"/api/projects/{self._project_id()}/", json=body, idempotent=True)
+        got = self.project().get("maximum_annotations")
+        if got != n:
+            raise kit.AdapterError(f"Label Studio kept maximum_annotations at {got} (asked for {n})")
+        return f"Label Studio project {self._project_id()}: each task is labelled by {n} annotator(s)"
+
     def source_schema(self) -> kit.LabelSchema | None:
         """What the project's label config asks for (``<Labels>`` -> a span task, ``<Choices>`` -> textcat)."""
         return self.label_config().schema()

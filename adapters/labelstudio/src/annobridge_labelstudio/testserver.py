@@ -44,7 +44,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from annobridge.testserver import ServerProcess, ServerStartError, ServerVenv, free_port, port_busy, servers_dir, tail
+from annobridge.testserver import (
+    ServerProcess,
+    ServerStartError,
+    ServerVenv,
+    free_port,
+    new_password,
+    port_busy,
+    servers_dir,
+    tail,
+)
 
 __all__ = ["LS_VERSION", "LabelStudioServer", "ServerUser", "ensure_installed", "template_data_dir"]
 
@@ -122,10 +131,10 @@ def _make_users() -> list[ServerUser]:
         return secrets.token_hex(20)
 
     return [
-        ServerUser("admin@example.com", secrets.token_urlsafe(12), tok(), role="admin"),
-        ServerUser("ann1@example.com", secrets.token_urlsafe(12), tok()),
-        ServerUser("ann2@example.com", secrets.token_urlsafe(12), tok()),
-        ServerUser("ann3@example.com", secrets.token_urlsafe(12), tok()),
+        ServerUser("admin@example.com", new_password(), tok(), role="admin"),
+        ServerUser("ann1@example.com", new_password(), tok()),
+        ServerUser("ann2@example.com", new_password(), tok()),
+        ServerUser("ann3@example.com", new_password(), tok()),
     ]
 
 

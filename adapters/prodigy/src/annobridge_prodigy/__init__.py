@@ -472,6 +472,14 @@ class ProdigyAdapter(Adapter):
         return result
 
 
+    def set_annotators_per_doc(self, n: int) -> str:
+        """Prodigy reads overlap from its own ``prodigy.json`` when a recipe starts: say what to put there."""
+        setting = '"feed_overlap": false' if n == 1 else f'"annotations_per_task": {n}'
+        return (
+            f"Prodigy: put {{{setting}}} in prodigy.json (not together with \"feed_overlap\": true), and have "
+            "each annotator open the app with their own session name (?session=NAME)"
+        )
+
     def review_decisions(self, schema: LabelSchema) -> tuple[str, str | None]:
         """``prodigy review`` saves its decisions in a dataset of their own: ``<dataset>_gold`` here."""
         view = _REVIEW_VIEWS[schema.task.value]
@@ -483,11 +491,11 @@ class ProdigyAdapter(Adapter):
             return decisions, shlex.join(["prodigy", "review", gold, dataset, "--view-id", view])
         # a stream file in the review format: any recipe that shows the review interface can take it
         assert self.path is not None
-        gold = self.path.with_name(f"{self.path.stem}_gold.jsonl")
+        gold_file = self.path.with_name(f"{self.path.stem}_gold.jsonl")
         # `prodigy mark` serves until stopped (Ctrl-C); then the decisions go to the file export reads
         name = f"{self.path.stem}_gold"
         mark = shlex.join(["prodigy", "mark", name, str(self.path), "--view-id", "review"])
-        return f"prodigy:{gold}", f"{mark}; prodigy db-out {shlex.quote(name)} > {shlex.quote(str(gold))}"
+        return f"prodigy:{gold_file}", f"{mark}; prodigy db-out {shlex.quote(name)} > {shlex.quote(str(gold_file))}"
 
 
 #: the interface each task's versions are shown in (``--view-id`` of ``prodigy review``)
