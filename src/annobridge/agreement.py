@@ -527,7 +527,7 @@ class _Collector:
         annotations: list[Annotation] = []
         for ann in record.annotations:
             if ann.ground_truth and not self.include_ground_truth:
-                self.excluded["ground truth (reviewer decision; include_ground_truth to count it)"] += 1
+                self.excluded["ground truth (reviewer decision; count it with --ground-truth)"] += 1
                 continue
             annotations.append(ann)
         if not annotations:

@@ -54,7 +54,7 @@ def test_the_two_sessions_are_the_annotators(report: AgreementReport) -> None:
     assert report.records == len(tasks) == 102
     assert report.annotators == list(SESSIONS)
     assert report.documents_compared == len(tasks)
-    assert report.excluded["ground truth (reviewer decision; include_ground_truth to count it)"] == len(tasks)
+    assert report.excluded["ground truth (reviewer decision; count it with --ground-truth)"] == len(tasks)
 
 
 def test_exact_and_overlap_f1_equal_a_direct_count(report: AgreementReport) -> None:
