@@ -66,7 +66,9 @@ grain the task allows:
   accept/reject per label) weights each annotator by a reliability estimated
   over the whole pull (:mod:`annobridge.dawid_skene`); the export fits it in its
   survey pass and attaches it to the :class:`Policy` (``policy.model``). It is
-  applied only where the votes on a question disagree.
+  applied only where the votes on a question disagree. Questions it has no
+  model for (without a task: whole versions, binary span questions) fall back
+  to the plain majority.
 
 Binary span answers count only for spans no manual annotator proposed (a manual
 version is the complete answer; a binary one adds a question to it). Without a
