@@ -179,7 +179,9 @@ def export_cmd(
             "--merge",
             help=(
                 "How to settle disagreeing annotators: ground_truth (ground truth, else latest), "
-                "latest, majority, unanimous, prefer:NAME."
+                "latest, majority, unanimous, prefer:NAME, dawid-skene (categories, weighs annotators by "
+                "estimated reliability). For ner/spans, majority and unanimous decide per span: agreed "
+                "entities are kept, disputed regions become missing."
             ),
         ),
     ] = "ground_truth",
@@ -325,6 +327,21 @@ def _print_report(report: Any, *, written: bool = True) -> None:
         c.print(_counter_table("Annotator conflicts", report.conflicts, "resolution"))
     if report.offset_units_decided:
         c.print(_counter_table("Offset units of spans without decisive text", report.offset_units_decided, "decided"))
+    if report.docs_with_disputes:
+        disputed = ", ".join(f"{label} {n}" for label, n in report.disputed_spans.most_common())
+        missing = f" ({report.missing_tokens} tokens missing)" if report.missing_tokens else ""
+        c.print(
+            f"{report.docs_with_disputes} docs exported with disputed regions{missing}; "
+            f"disputed spans: {escape(disputed) or 'none'}",
+            soft_wrap=True,
+        )
+    if report.dawid_skene:
+        fitted = report.dawid_skene
+        people = ", ".join(
+            f"{name} {info['accuracy']:.2f} ({info['answers']} answers)" for name, info in fitted["annotators"].items()
+        )
+        state = "" if fitted.get("converged") else " [yellow](did not converge)[/]"
+        c.print(f"dawid-skene estimated accuracy: {escape(people)}{state}", soft_wrap=True)
     if report.answers_superseded:
         c.print(
             f"{report.answers_superseded} earlier answers were superseded by the same annotator's later one "

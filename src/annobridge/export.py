@@ -31,7 +31,7 @@ from .atomic import atomic_write_text, replace_dir, staging_dir
 from .convert import INCORRECT_SPANS_KEY, DocConverter
 from .dawid_skene import CategoryVoteCollector
 from .errors import DataError, UsageError
-from .formats import FORMATS, SplitWriter, make_writer
+from .formats import FORMATS, SplitWriter, make_writer, writer_class
 from .merge import POLICY_REASONS, Policy
 from .model import Answer, LabelSchema, Record, TaskKind
 from .split import SplitSpec, StratifiedAssigner, parse_split
@@ -283,6 +283,7 @@ def export(
     adapter, owned = _open_source(source)
     staged: Path | None = None
     writers: dict[str, SplitWriter] = {}
+    writer_kind = writer_class(format)
     try:
         adapter.require("pull", to="export annotations")
         _check_task_fits(adapter, task_kind)
@@ -336,8 +337,9 @@ def export(
                 report.answers_superseded += result.superseded
                 if result.merged is not None:
                     spans_seen += len(result.merged.spans) + len(result.merged.incorrect_spans)
-                if result.doc is None:
-                    reason = result.reason or "not converted"
+                unfit = None if result.doc is None else writer_kind.cannot_hold(result.doc)
+                if result.doc is None or unfit is not None:
+                    reason = unfit or result.reason or "not converted"
                     report.records_skipped[reason] += 1
                     report._example(reason, record.id)
                 else:

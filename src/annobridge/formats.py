@@ -62,8 +62,19 @@ class LeanDocBin(DocBin):
                     strings.add(span.id_)
 
 
+#: why a doc with missing tokens is not written as IOB
+MISSING_IN_CONLL = (
+    "has tokens with no decided entity tag (disputed or unjudged), which conll cannot mark: use --format spacy"
+)
+
+
 class SplitWriter:
     """Writes one split; ``add`` returns where the doc went: (file relative to the output dir, index in it)."""
+
+    @staticmethod
+    def cannot_hold(doc: Doc) -> str | None:
+        """Why this format cannot store ``doc`` faithfully, or None (the export skips it with the reason)."""
+        return None
 
     def __init__(self, out_dir: Path, split: str) -> None:
         self.out_dir, self.split = out_dir, split
@@ -153,6 +164,14 @@ class ConllWriter(_TextFileWriter):
 
     suffix = ".iob"
 
+    @staticmethod
+    def cannot_hold(doc: Doc) -> str | None:
+        # spaCy's IOB reader has no missing tag (E177 on "-"): writing O would turn a region nobody decided
+        # (disputed under --merge majority, unjudged in binary answers) into "no entity here"
+        if any(token.ent_iob == 0 and not token.is_space for token in doc):
+            return MISSING_IN_CONLL
+        return None
+
     def _write(self, doc: Doc, record: Record) -> None:
         lines = ["-DOCSTART- -X- O O", ""]
         for token in doc:
@@ -174,13 +193,16 @@ class JsonlWriter(_TextFileWriter):
         self._fh.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
 
 
+def writer_class(fmt: str) -> type[SplitWriter]:
+    classes: dict[str, type[SplitWriter]] = {
+        "spacy": DocBinWriter, "fasttext": FastTextWriter, "conll": ConllWriter, "jsonl": JsonlWriter
+    }
+    if fmt not in classes:
+        raise ValueError(fmt)
+    return classes[fmt]
+
+
 def make_writer(fmt: str, out_dir: Path, split: str, shard_size: int) -> SplitWriter:
     if fmt == "spacy":
         return DocBinWriter(out_dir, split, shard_size)
-    if fmt == "fasttext":
-        return FastTextWriter(out_dir, split)
-    if fmt == "conll":
-        return ConllWriter(out_dir, split)
-    if fmt == "jsonl":
-        return JsonlWriter(out_dir, split)
-    raise ValueError(fmt)
+    return writer_class(fmt)(out_dir, split)

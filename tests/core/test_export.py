@@ -125,3 +125,25 @@ def test_package_level_export_stays_callable(tmp_path: Path) -> None:
     write_records(src, synthetic_records(5))
     for run in range(2):
         assert annobridge.export(f"jsonl:{src}", tmp_path / f"o{run}", task="ner").records_read == 5
+
+
+def test_conll_refuses_docs_with_undecided_tokens_instead_of_writing_o(tmp_path: Path) -> None:
+    """IOB has no missing tag spaCy reads: a disputed region written as O would say "no entity" where
+    nobody decided. Such a doc is skipped with the reason; the agreed doc is written."""
+    from annobridge.formats import MISSING_IN_CONLL
+    from annobridge.model import Annotation, Document, Record, Span
+
+    agreed = Record(Document("a", "Anna lives in Oslo"), [Annotation("x", [Span(0, 4, "PER")]),
+                                                         Annotation("y", [Span(0, 4, "PER")])])
+    disputed = Record(Document("d", "Anna lives in Oslo"), [Annotation("x", [Span(0, 4, "PER"), Span(14, 18, "LOC")]),
+                                                           Annotation("y", [Span(0, 4, "PER")])])
+    src = tmp_path / "r.jsonl"
+    write_records(src, [agreed, disputed])
+    report = export(f"jsonl:{src}", tmp_path / "c", task="ner", format="conll", split="1", policy="majority")
+    assert report.records_exported == 1 and report.records_skipped == {MISSING_IN_CONLL: 1}
+    assert report.balanced and report.data_errors == 1
+    lines = (tmp_path / "c" / "train.iob").read_text(encoding="utf-8").splitlines()
+    assert "Oslo O" in lines and "Anna B-PER" in lines and len([x for x in lines if x.startswith("Anna")]) == 1
+    # the same disputed doc in DocBin keeps its region missing
+    spacy_report = export(f"jsonl:{src}", tmp_path / "s", task="ner", split="1", policy="majority")
+    assert spacy_report.records_exported == 2

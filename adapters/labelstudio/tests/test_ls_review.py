@@ -43,6 +43,23 @@ def test_review_round_trip_label_studio(ls_server: LabelStudioServer, new_projec
         second[doc.id] = theirs
         post_annotation(ls_server, ann2, tasks[doc.id], _items(doc.text, theirs, f"b{n}"))
 
+    # without a reviewer, majority decides per span: nothing is lost for the two disputed entities a doc has
+    with adapter_for(ls_server, new_project_url) as plain:
+        merged = export(plain, tmp_path / "majority", task="ner", split="1,0", policy="majority", align="strict")
+    assert merged.records_exported == 8 and merged.balanced and merged.docs_with_disputes == 4
+    nlp_ = spacy.blank("en")
+    by_text = {d.text: d for f in sorted((tmp_path / "majority").rglob("*.spacy"))
+               for d in DocBin().from_disk(f).get_docs(nlp_.vocab)}
+    for doc, spans in docs:
+        ents = {(e.start_char, e.end_char, e.label_) for e in by_text[doc.text].ents}
+        agreed = {s.key for s in spans} & {s.key for s in second[doc.id]}
+        assert ents == agreed  # every entity both marked, and nothing either marked alone
+        if doc.id in {d.id for d, _ in docs[4:]}:
+            first, last = spans[0], spans[-1]
+            for s in (first, last):  # what they disagree on is missing, not "outside"
+                span = by_text[doc.text].char_span(s.start, s.end)
+                assert span is not None and all(t.ent_iob == 0 for t in span)
+
     review_url = new_project_url.replace("annobridge-test", "annobridge-review")
     dest = adapter_for(ls_server, review_url)
     report = review(source, dest, task="ner", labels=LABELS)
