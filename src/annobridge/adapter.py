@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .config import AdapterConfig, check_server_url
 from .config import is_loopback as _is_loopback
 from .errors import MissingDependencyError, UsageError
-from .model import Answer, Document, LabelSchema, Prediction, Record
+from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record
 from .options import AdapterOptions, parse_options
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ class Capabilities:
     per_annotator: bool = False
     prediction_scores: bool = False
     overlapping_spans: bool = False
+    #: annotations written as their annotator (``annobridge copy``): :meth:`Adapter.write_annotations`
+    write_annotations: bool = False
     tasks: tuple[str, ...] = ("ner", "spans", "textcat", "textcat_multilabel")
 
     def enabled(self) -> list[str]:
@@ -278,6 +280,18 @@ class Adapter(ABC):
     def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
         """Attach model pre-annotations to documents (imported first when missing)."""
         raise self._unsupported("pushing predictions")
+
+    def write_annotations(
+        self, items: Iterable[tuple[Document, Annotation]], *, schema: LabelSchema | None = None
+    ) -> ImportResult:
+        """Write people's annotations, each as its annotator where the tool allows (``annobridge copy``).
+
+        Documents missing in the project are imported first. Idempotent: an annotation the annotator already
+        has there, with the same content, counts as ``existing``. One the tool cannot hold as given (an
+        unknown user, an answer it has no word for) fails alone, with the reason; the result counts
+        annotations, not documents.
+        """
+        raise self._unsupported("writing annotations")
 
     def push_review(self, items: Iterable[ReviewItem], *, schema: LabelSchema) -> ImportResult:
         """Put documents up for adjudication with each annotator's version visible to the reviewer.

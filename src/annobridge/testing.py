@@ -13,7 +13,8 @@ sends them, its own file format). Every test of the class then runs against that
             return ContractBackend(url=my_server.new_project_url(), annotate=my_server.annotate_as_user)
 
 What is checked, for every adapter: importing is idempotent; predictions keep their scores and
-model version; a pull returns each annotator's annotation separately; an incremental pull returns
+model version; a pull returns each annotator's annotation separately; annotations written as their
+annotators (where the adapter claims it) come back as them, once; an incremental pull returns
 only what changed; texts with emoji, CJK, ZWJ sequences, combining marks and a repeated word right
 after astral characters come back with every entity on exactly its text; one bad document in a
 batch costs only itself; and the capabilities an adapter claims are the ones it has (an operation
@@ -42,7 +43,7 @@ from .adapter import Adapter
 from .config import AdapterConfig
 from .convert import DocConverter
 from .errors import AnnobridgeError, UsageError
-from .model import Document, LabelSchema, Prediction, Record, Span, TaskKind
+from .model import Annotation, Document, LabelSchema, Prediction, Record, Span, TaskKind
 from .plugins import open_adapter
 
 __all__ = ["NAN_DOCUMENT", "UNICODE_TEXTS", "AdapterContract", "Annotate", "ContractBackend", "entity"]
@@ -220,6 +221,33 @@ class AdapterContract:
         assert {a.annotator for a in changed[0].annotations} >= {third}
         assert len(changed) < len(full)
 
+    def test_written_annotations_come_back_as_their_annotators(
+        self, adapter: Adapter, backend: ContractBackend
+    ) -> None:
+        """``annobridge copy``'s writing half: each annotation lands as its annotator, ground truth kept, once."""
+        self._need(adapter, "write_annotations", "per_annotator")
+        first, second, _ = backend.annotators
+        docs = _docs()
+        if adapter.capabilities.import_documents:
+            adapter.import_documents(docs, schema=backend.schema)
+        written = []
+        for i, doc in enumerate(docs):
+            written.append((doc, Annotation(first, spans=_gold(i))))
+            written.append((doc, Annotation(second, spans=_gold(i)[:1], ground_truth=i == 0)))
+        result = adapter.write_annotations(written, schema=backend.schema)
+        assert (result.created, result.existing, result.failed) == (len(written), 0, [])
+        again = adapter.write_annotations(written, schema=backend.schema)
+        assert (again.created, again.existing, again.failed) == (0, len(written), []), "a re-run wrote twice"
+        by_id = {r.id: r for r in adapter.pull()}
+        for i, doc in enumerate(docs):
+            entities = _entities(by_id[doc.id], backend.schema)
+            assert entities == {
+                first: sorted((s.text or "", s.label) for s in _gold(i)),
+                second: sorted((s.text or "", s.label) for s in _gold(i)[:1]),
+            }, doc.id
+            truth = {a.annotator for a in by_id[doc.id].annotations if a.ground_truth}
+            assert truth == ({second} if i == 0 else set()), doc.id
+
     def test_one_bad_document_costs_only_itself(self, adapter: Adapter, backend: ContractBackend) -> None:
         self._need(adapter, "import_documents")
         if backend.bad_document is None:
@@ -239,6 +267,9 @@ class AdapterContract:
         operations: dict[str, Callable[[], object]] = {
             "import_documents": lambda: adapter.import_documents([doc], schema=backend.schema),
             "push_predictions": lambda: adapter.push_predictions([(doc, Prediction("m", score=0.5))]),
+            "write_annotations": lambda: adapter.write_annotations(
+                [(doc, Annotation(backend.annotators[0]))], schema=backend.schema
+            ),
         }
         for flag, run in operations.items():
             if getattr(caps, flag):

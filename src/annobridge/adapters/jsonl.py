@@ -14,7 +14,7 @@ from ..config import AdapterConfig
 from ..errors import UsageError
 from ..hookspecs import hookimpl
 from ..jsonio import LONE_SURROGATE, BadLine, decode_line, has_lone_surrogate, open_binary, read_items, read_json_lines
-from ..model import Answer, Document, LabelSchema, Prediction, Record
+from ..model import Annotation, Answer, Document, LabelSchema, Prediction, Record
 
 
 class JsonlAdapter(Adapter):
@@ -30,6 +30,7 @@ class JsonlAdapter(Adapter):
         per_annotator=True,
         prediction_scores=True,
         overlapping_spans=True,
+        write_annotations=True,
     )
 
     def __init__(self, url: AdapterURL, config: AdapterConfig | None = None) -> None:
@@ -79,11 +80,50 @@ class JsonlAdapter(Adapter):
         return result
 
     def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
-        pending: dict[str, tuple[Document, list[Prediction]]] = {}
+        pending: dict[str, tuple[Document, list[Prediction], list[Annotation]]] = {}
         for doc, prediction in items:
-            pending.setdefault(doc.id, (doc, []))[1].append(prediction)
+            pending.setdefault(doc.id, (doc, [], []))[1].append(prediction)
         result = ImportResult()
-        # rewritten whole and atomically; a line that does not parse is kept byte for byte, not lost
+        for existed, _record, _counts in self._rewrite(pending):
+            if existed:
+                result.existing += 1
+            else:
+                result.created += 1
+        return result
+
+    def write_annotations(
+        self, items: Iterable[tuple[Document, Annotation]], *, schema: LabelSchema | None = None
+    ) -> ImportResult:
+        pending: dict[str, tuple[Document, list[Prediction], list[Annotation]]] = {}
+        for doc, annotation in items:
+            pending.setdefault(doc.id, (doc, [], []))[2].append(annotation)
+        result = ImportResult()
+        for _existed, _record, (created, existing) in self._rewrite(pending):
+            result.created += created
+            result.existing += existing
+        return result
+
+    def _rewrite(
+        self, pending: dict[str, tuple[Document, list[Prediction], list[Annotation]]]
+    ) -> list[tuple[bool, Record, tuple[int, int]]]:
+        """Add predictions and annotations to their records, rewriting the file whole and atomically.
+
+        Returns per touched record: whether it was in the file, the record, and (annotations added, annotations
+        already there with the same content). A line that does not parse is kept byte for byte, not lost.
+        """
+
+        def add(record: Record, preds: list[Prediction], anns: list[Annotation]) -> tuple[int, int]:
+            record.predictions.extend(preds)
+            have = [a.to_dict() for a in record.annotations]
+            added = 0
+            for ann in anns:
+                if ann.to_dict() not in have:
+                    record.annotations.append(ann)
+                    have.append(ann.to_dict())
+                    added += 1
+            return added, len(anns) - added
+
+        touched: list[tuple[bool, Record, tuple[int, int]]] = []
         with atomic_open(self.path, "wb", encoding=None) as out:
             if self.path.exists():
                 with open_binary(self.path) as fh:
@@ -97,13 +137,15 @@ class JsonlAdapter(Adapter):
                             out.write(raw if raw.endswith(b"\n") else raw + b"\n")
                             continue
                         record = Record.from_dict(data)
-                        record.predictions.extend(entry[1])
-                        result.existing += 1
+                        counts = add(record, entry[1], entry[2])
                         out.write(_record_line(record))
-            for doc, preds in pending.values():
-                out.write(_record_line(Record(doc, predictions=preds)))
-                result.created += 1
-        return result
+                        touched.append((True, record, counts))
+            for doc, preds, anns in pending.values():
+                record = Record(doc)
+                counts = add(record, preds, anns)
+                out.write(_record_line(record))
+                touched.append((False, record, counts))
+        return touched
 
     def count(self) -> int | None:
         if not self.path.exists():

@@ -146,7 +146,8 @@ class ArgillaAdapter(kit.Adapter):
     scheme = "argilla"
     description = "Argilla 2.x datasets (REST API; owner/admin key for import and full pulls)"
     url_example = "argilla://127.0.0.1:6900/my-workspace/my-dataset"
-    capabilities = kit.Capabilities.all_except()  # test_*_contract.py checks each claim it can observe
+    # writing responses as their users is not built yet (annobridge copy refuses Argilla as a destination)
+    capabilities = kit.Capabilities.all_except("write_annotations")  # the contract suite checks each claim
     Options = ArgillaOptions
 
     def __init__(self, url: kit.AdapterURL, config: kit.AdapterConfig | None = None, *,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +31,7 @@ from annobridge.kit import (
     AdapterConfig,
     AdapterOptions,
     AdapterURL,
+    Annotation,
     Answer,
     BadLine,
     Capabilities,
@@ -41,6 +42,7 @@ from annobridge.kit import (
     Prediction,
     Record,
     ReviewItem,
+    TaskKind,
     UsageError,
     as_datetime,
     atomic_open,
@@ -472,6 +474,51 @@ class ProdigyAdapter(Adapter):
         return result
 
 
+    def write_annotations(
+        self, items: Iterable[tuple[Document, Annotation]], *, schema: LabelSchema | None = None
+    ) -> ImportResult:
+        """Each annotation as its annotator's saved example (see :func:`_annotation_task`), once."""
+        self._check_writable()
+        if schema is None:
+            raise UsageError("Writing Prodigy annotations needs the task (--task): it picks the interface")
+        result = ImportResult()
+        tasks: list[dict[str, Any]] = []
+        for doc, ann in items:
+            try:
+                tasks.append(_annotation_task(doc, ann, schema))
+            except TaskError as exc:
+                result.failed.append((doc.id, str(exc)))
+        if self.is_db:
+            dataset = self._need_dataset()
+            db = self.db(create=True)
+            db.add_dataset(dataset, {"description": "created by annobridge"})
+            have = {_answer_key(json.loads(ex.content)) for ex in db.examples(dataset)}
+        else:
+            have = set()
+            assert self.path is not None
+            if self.path.exists():
+                have = {_answer_key(data) for _, data in read_json_lines(self.path) if isinstance(data, dict)}
+        new = []
+        for task in tasks:
+            key = _answer_key(task)
+            if key in have:
+                result.existing += 1
+                continue
+            have.add(key)
+            new.append(task)
+            result.created += 1
+        if new and self.is_db:
+            session = session_name()
+            db.add_dataset(session, {"description": "annobridge import session"}, session=True)
+            db.add_examples(new, [self._need_dataset(), session])
+        elif new:
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                for task in new:
+                    fh.write(json.dumps(task, ensure_ascii=False) + "\n")
+        return result
+
     def set_annotators_per_doc(self, n: int) -> str:
         """Prodigy reads overlap from its own ``prodigy.json`` when a recipe starts: say what to put there."""
         setting = '"feed_overlap": false' if n == 1 else f'"annotations_per_task": {n}'
@@ -504,20 +551,53 @@ _REVIEW_VIEWS = {"ner": "ner_manual", "spans": "spans_manual", "textcat": "choic
 
 def _version_task(doc: Document, annotator: str, version: Prediction, schema: LabelSchema, view: str) -> dict[str, Any]:
     """One annotator's version as the accepted example Prodigy would have saved for them."""
-    task = document_task(doc, version, schema)
+    ann = Annotation(annotator, spans=list(version.spans), categories=dict(version.categories))
+    return _annotation_task(doc, ann, schema)
+
+
+def _annotation_task(doc: Document, ann: Annotation, schema: LabelSchema) -> dict[str, Any]:
+    """An annotation as the example Prodigy saves for its annotator (``_annotator_id`` = ``_session_id``).
+
+    A manual answer takes the task's manual interface, a binary one the yes/no interface with its one
+    question; ``skip`` becomes ``ignore`` (Prodigy's name for it); a ground-truth annotation is written as
+    review output (``versions``), which is how Prodigy marks a decision.
+    """
+    binary = ann.mode == "binary"
+    spans = [replace(s, score=None) for s in ann.spans] if schema.task.is_span_task else []
+    categories = {} if schema.task.is_span_task else dict(ann.categories)
+    if binary and categories and len(categories) == 1:
+        schema = LabelSchema(schema.task, list(categories))  # one question: "is it LABEL?"
+    task = document_task(doc, Prediction(ann.annotator, spans=spans, categories=categories), schema)
     task["meta"].pop("model", None)  # a person's answer, not a model's
+    task["meta"].pop("score", None)
     for span in task.get("spans", ()):
         span.pop("source", None)
+    answer = "ignore" if ann.answer == Answer.SKIP else ann.answer.value
     if "options" in task:
-        task["accept"] = [label for label, value in sorted(version.categories.items()) if value >= 0.5]
-    elif "label" in task:
-        task["answer"] = "accept" if version.categories.get(task["label"], 0.0) >= 0.5 else "reject"
-    task.setdefault("answer", "accept")
-    task["_annotator_id"] = task["_session_id"] = annotator
-    task["_view_id"] = view if "label" not in task else "classification"
+        task["accept"] = [label for label, value in sorted(categories.items()) if value >= 0.5]
+    elif "label" in task and not binary:
+        answer = "accept" if categories.get(task["label"], 0.0) >= 0.5 else "reject"
+    task["answer"] = answer
+    task["_annotator_id"] = task["_session_id"] = ann.annotator
+    if "label" in task:
+        view = "classification"
+    elif schema.task.is_span_task:
+        view = ("ner" if schema.task == TaskKind.NER else "spans") if binary else _REVIEW_VIEWS[schema.task.value]
+    else:
+        view = "choice"
+    task["_view_id"] = view
+    if ann.timestamp is not None:
+        task["_timestamp"] = int(ann.timestamp.timestamp())
     # the task hash tells versions apart: Prodigy's covers spans and options, so the chosen labels join it
     task["_task_hash"] = task_hash(task, task["_input_hash"], keys=(*TASK_KEYS, "accept"))
+    if ann.ground_truth:
+        task.update({"_view_id": "review", "view_id": view, "versions": []})
     return task
+
+
+def _answer_key(task: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes two saved examples the same answer: question, annotator, answer, decision or not."""
+    return (task.get("_task_hash"), task.get("_annotator_id"), task.get("answer"), "versions" in task)
 
 
 def _annotator_of(content: bytes) -> str | None:
