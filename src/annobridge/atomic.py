@@ -1,10 +1,11 @@
 """Atomic file output: a file or folder appears complete, or the previous one stays.
 
-Everything annobridge writes goes through here. A file is written to a hidden
-temporary sibling in the same folder (so the rename cannot cross file
-systems), flushed and fsynced, then ``os.replace``-d over the target. A folder
-(an export) is built the same way as a sibling folder and swapped in with two
-renames; the old one is removed only after the new one is in place.
+Everything annobridge writes goes through here (a remote URL through
+:mod:`annobridge.remote`). A file is written to a hidden temporary sibling in
+the same folder (so the rename cannot cross file systems), flushed and
+fsynced, then ``os.replace``-d over the target. A folder (an export) is built
+the same way as a sibling folder and swapped in with two renames; the old one
+is removed only after the new one is in place.
 
 An interrupted write (Ctrl-C, SIGTERM, a crash, a full disk) leaves the
 previous state plus, at worst, a ``.<name>.*.tmp`` sibling that the next run
@@ -65,9 +66,20 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
 
     ``mode`` is ``"w"`` (text) or ``"wb"``. On any exception, KeyboardInterrupt included, the
     temporary file is removed and ``path`` keeps its previous content (or stays absent).
+
+    ``path`` may be a URL: ``file://`` names a local path; ``s3://`` and other fsspec URLs are
+    uploaded in one put when complete (:func:`annobridge.remote.atomic_open`).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
+    if isinstance(path, str) and "://" in path:
+        from . import remote
+
+        if remote.is_remote(path):
+            with remote.atomic_open(path, mode, encoding=encoding) as remote_fh:
+                yield remote_fh
+            return
+        path = remote.local_path(path)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(target)

@@ -3,17 +3,31 @@
 Every reader works line by line on bytes (:mod:`annobridge.jsonio`): one bad byte, one line that
 is not JSON, costs that line, reported with its number, never the rest of the file. A file whose
 name says nothing (``corpus.dat``) is read by what it holds (:mod:`annobridge.sniff`).
+
+``path`` may be an fsspec URL (``s3://bucket/corpus.jsonl.gz``, ``file:///abs/corpus.csv``,
+:mod:`annobridge.remote`). JSON Lines and CSV/TSV are streamed from the store, gzip or not (by
+content); every other format is read from a temporary local copy, by the same readers.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import remote
 from .errors import DataError
-from .jsonio import BOM, LONE_SURROGATE, BadLine, has_lone_surrogate, open_binary, read_json_items, read_json_lines
+from .jsonio import (
+    BOM,
+    LONE_SURROGATE,
+    BadLine,
+    decode_line,
+    has_lone_surrogate,
+    is_blank,
+    read_json_items,
+    read_json_lines,
+)
 from .model import Document
 
 ID_KEYS = ("id", "_id", "doc_id", "document_id", "uid")
@@ -38,9 +52,21 @@ def _document_from_obj(obj: Any, where: str) -> Document:
     return Document.create(text, id=doc_id, meta=meta)
 
 
+#: formats read straight from a remote store, line by line; the others from a local copy
+_STREAMED = (".jsonl", ".jsonl.gz", ".ndjson", ".csv", ".tsv")
+
+
+def _suffix(name: str) -> str:
+    suffixes = PurePosixPath(name).suffixes
+    return "".join(suffixes[-2:]) if name.endswith(".gz") else (suffixes[-1] if suffixes else "")
+
+
 def read_documents(path: str | Path, on_skip: OnSkip | None = None) -> Iterator[Document]:
-    """Yield documents from ``path``; bad lines go to ``on_skip`` (or raise if none given)."""
-    path = Path(path)
+    """Yield documents from ``path`` (a path or URL); bad lines go to ``on_skip`` (or raise if none given)."""
+    if remote.is_remote(path):
+        yield from _read_remote(str(path), on_skip)
+        return
+    path = remote.local_path(path)
     if not path.exists():
         raise DataError(f"No such file: {path}")
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
@@ -68,6 +94,36 @@ def read_documents(path: str | Path, on_skip: OnSkip | None = None) -> Iterator[
         on_skip(where, reason)
 
     yield from reader(path, skip)
+
+
+def _read_remote(url: str, on_skip: OnSkip | None) -> Iterator[Document]:
+    if not remote.exists(url):
+        raise DataError(f"No such file: {url}")
+    name = remote.basename(url)
+    suffix = _suffix(name).lower()
+    if suffix not in _STREAMED:
+        with remote.local_copy(url) as local:  # the copy keeps the name: messages read the same
+            yield from read_documents(local, on_skip)
+        return
+
+    def skip(where: str, reason: str) -> None:
+        if on_skip is None:
+            raise DataError(f"{where}: {reason}")
+        on_skip(where, reason)
+
+    if suffix in (".csv", ".tsv"):
+        yield from _read_csv(url, skip)
+    else:
+        yield from _documents(_remote_json_lines(url, name), skip)
+
+
+def _remote_json_lines(url: str, name: str) -> Iterator[tuple[str, Any]]:
+    """:func:`annobridge.jsonio.read_json_lines` over a remote file's stream."""
+    with remote.open_binary(url) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if is_blank(raw):
+                continue
+            yield f"{name}:{lineno}", decode_line(raw.rstrip(b"\r\n"))
 
 
 def _reader_by_content(path: Path, suffix: str) -> Callable[[Path, OnSkip], Iterator[Document]] | None:
@@ -112,20 +168,22 @@ def _documents(items: Iterator[tuple[str, Any]], skip: OnSkip) -> Iterator[Docum
             skip(where, str(exc).split(": ", 1)[-1])
 
 
-def _decoded_lines(path: Path, skip: OnSkip) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: Path | str, skip: OnSkip) -> Iterator[tuple[int, str]]:
     """``(lineno, text)`` of each line that is UTF-8 (newline kept, for csv); the others are skipped."""
-    with open_binary(path) as fh:
+    name = remote.basename(path)
+    with remote.open_binary(path) as fh:
         for lineno, raw in enumerate(fh, 1):
             if lineno == 1 and raw.startswith(BOM):
                 raw = raw[3:]
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError:
-                skip(f"{path.name}:{lineno}", "line is not UTF-8")
+                skip(f"{name}:{lineno}", "line is not UTF-8")
 
 
-def _read_csv(path: Path, skip: OnSkip) -> Iterator[Document]:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+def _read_csv(path: Path | str, skip: OnSkip) -> Iterator[Document]:
+    name = remote.basename(path)
+    delimiter = "\t" if PurePosixPath(name).suffix.lower() == ".tsv" else ","
     linenos: list[int] = [0]
 
     def lines() -> Iterator[str]:
@@ -142,7 +200,7 @@ def _read_csv(path: Path, skip: OnSkip) -> Iterator[Document]:
     id_col = next((lower[k] for k in ID_KEYS if k in lower), None)
     meta_cols = [c for c in fieldnames if c not in (text_col, id_col)]
     for row in reader:
-        where = f"{path.name}:{linenos[0]}"
+        where = f"{name}:{linenos[0]}"
         text = row.get(text_col)
         if not text:
             skip(where, "empty text")
