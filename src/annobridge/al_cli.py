@@ -59,7 +59,9 @@ def run_command(
     source: Annotated[
         str, typer.Argument(help="The tool to send tasks to, e.g. labelstudio://127.0.0.1:8080/projects/3")
     ],
-    pool: Annotated[Path, typer.Option("--pool", help="Unlabelled documents (JSONL/CSV/TXT/...), streamed")],
+    pool: Annotated[
+        str, typer.Option("--pool", help="Unlabelled documents (JSONL/CSV/TXT/...), streamed; a path or s3://... URL")
+    ],
     task: Annotated[str, typer.Option("--task", help=TASK_HELP)],
     labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated labels (default: from --dev)")] = None,
     strategy: Annotated[

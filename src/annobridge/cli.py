@@ -167,7 +167,9 @@ TaskOpt = Annotated[
 @app.command("export")
 def export_cmd(
     source: Annotated[str, typer.Argument(help="Where the annotations are, e.g. prodigy:news.jsonl.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output directory, or a URL: s3://bucket/corpus (docs/remote.md).")
+    ],
     task: TaskOpt,
     split: Annotated[
         str, typer.Option(help="train,dev[,test] ratios. A document's split depends only on its id and the seed.")
@@ -354,8 +356,17 @@ def _print_report(report: Any, *, written: bool = True) -> None:
         c.print(f"[yellow]warning:[/] {escape(warning)}")
     if not written:
         return
-    out = Path(report.out_dir)
-    c.print(f"Report: {escape(str(out / 'report.json'))}   manifest: {escape(str(out / 'manifest.jsonl'))}")
+    from .remote import MANIFEST_NAME, basename, is_remote
+
+    if is_remote(report.out_dir):  # the next steps run on a local copy, fetched as the manifest says
+        out = Path(basename(report.out_dir))
+        c.print(f"Published: {escape(report.out_dir + '/' + MANIFEST_NAME)} names this export's files")
+        where = f"{json.dumps(report.out_dir)}, {json.dumps(str(out))}"
+        fetch = f"from annobridge.remote import download_export; download_export({where})"
+        _say_command("Download: ", _command_line(sys.executable, "-c", fetch))
+    else:
+        out = Path(report.out_dir)
+        c.print(f"Report: {escape(str(out / 'report.json'))}   manifest: {escape(str(out / 'manifest.jsonl'))}")
     if report.format == "spacy" and "train" in report.files:
         if "dev" not in report.files:
             c.print("[yellow]No dev split: give --split a dev ratio before training.[/]")
@@ -379,9 +390,10 @@ def _print_report(report: Any, *, written: bool = True) -> None:
 @app.command("import")
 def import_cmd(
     file: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="Corpus: .jsonl(.gz), .json, .csv, .tsv, .txt (one text a line), .conll/.iob/.bio or .spacy.",
+            help="Corpus: .jsonl(.gz), .json, .csv, .tsv, .txt (one text a line), .conll/.iob/.bio or .spacy; "
+            "a path or a URL (s3://bucket/corpus.jsonl.gz).",
         ),
     ],
     dest: Annotated[str, typer.Argument(help="Where to import, e.g. labelstudio://127.0.0.1:8080/projects/3.")],
@@ -470,7 +482,10 @@ def import_cmd(
 def pull_cmd(
     source: Annotated[str, typer.Argument(help="Where the annotations are.")],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Records JSONL to write (annobridge's lossless format).")
+        str,
+        typer.Option(
+            "--output", "-o", help="Records JSONL to write (annobridge's lossless format): a path or s3://... URL."
+        ),
     ],
     answer: Annotated[list[str] | None, typer.Option(help="Only annotations with this answer (repeatable).")] = None,
     since: Annotated[
@@ -678,8 +693,10 @@ def adapters_cmd(
 
 def _mount_subcommands() -> None:
     from .agree_cli import agree_cmd
+    from .copy_cli import copy_cmd
 
     app.command("agree")(agree_cmd)
+    app.command("copy")(copy_cmd)
     try:
         from .al_cli import app as al_app
     except ImportError:  # the active-learning commands need no extra to be listed, only to run

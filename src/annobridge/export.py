@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import spacy
 import srsly
 from spacy.language import Language
 
+from . import remote
 from .adapter import Adapter
 from .atomic import atomic_write_text, replace_dir, staging_dir
 from .convert import INCORRECT_SPANS_KEY, DocConverter
@@ -257,6 +259,11 @@ def export(
     whole, so ``out_dir`` afterwards holds exactly this export (no shard of an earlier one), and
     an interrupted or failed export leaves the previous one untouched. A non-empty ``out_dir``
     that is not an annobridge export is refused unless ``force``.
+
+    ``out_dir`` may be an fsspec URL (``s3://bucket/corpus``, ``file:///abs/corpus``): a remote
+    export is built locally, uploaded under a fresh version prefix and published by its manifest,
+    written last (:func:`annobridge.remote.publish_export`; read it back with
+    :func:`annobridge.remote.download_export`).
     """
     task_kind = TaskKind(task)
     if format not in FORMATS:
@@ -276,8 +283,15 @@ def export(
             "--merge dawid-skene weighs annotators on categories: use it with --task textcat or "
             "textcat_multilabel (for ner / spans: majority or unanimous decide per span)"
         )
-    out = Path(out_dir)
-    _check_out_dir(out, force)
+    out_url = str(out_dir).rstrip("/") if remote.is_remote(out_dir) else None
+    if out_url is not None:
+        remote.check_export_target(out_url, force)
+        # config.cfg's paths: where download_export(out_url, NAME) puts the splits
+        out = Path(remote.basename(out_url) or "corpus")
+    else:
+        out = remote.local_path(out_dir)
+        _check_out_dir(out, force)
+    shown = out_url or str(out)
     nlp = nlp or load_nlp(lang, model)
 
     adapter, owned = _open_source(source)
@@ -289,8 +303,8 @@ def export(
         _check_task_fits(adapter, task_kind)
         need_labels = task_kind == TaskKind.TEXTCAT and not labels
         assign: Callable[[str], str] = spec.assign
-        report = ExportReport(task=task_kind.value, out_dir=str(out), format=format)
-        staged = staging_dir(out)
+        report = ExportReport(task=task_kind.value, out_dir=shown, format=format)
+        staged = Path(tempfile.mkdtemp(prefix=".annobridge-export-")) if out_url else staging_dir(out)
         spool: Path | None = None
         collector = CategoryVoteCollector(task_kind) if policy_obj.name == "dawid-skene" else None
         if need_labels or stratify or collector is not None:
@@ -396,15 +410,18 @@ def export(
             raise UsageError(
                 f"--task {task_kind.value}, but none of the {report.records_read} records has a span: "
                 "the source holds no span annotations (categories? try --task textcat or textcat_multilabel). "
-                f"Nothing was written; {out} was left as it was."
+                f"Nothing was written; {shown} was left as it was."
             )
         report.warnings.extend(_split_warnings(spec, report, groups))
         if write_config and format == "spacy":
             config_path = write_spacy_config(staged, task_kind, report, lang=lang, paths_root=out)
             report.config = str(out / config_path.name)
         report.write_json(staged / "report.json")
-        replace_dir(staged, out)
-        staged = None
+        if out_url is not None:
+            remote.publish_export(staged, out_url)  # the local build is removed below
+        else:
+            replace_dir(staged, out)
+            staged = None
         return report
     finally:
         for writer in writers.values():  # only after a failure: close the files before removing them

@@ -237,8 +237,9 @@ class ActiveLearningLoop:
         if isinstance(pool, (str, os.PathLike)):
             from ..readers import read_documents
 
-            return read_documents(
-                Path(pool), on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason)
+            return read_documents(  # a path or a URL (s3://bucket/pool.jsonl.gz)
+                pool if isinstance(pool, str) else Path(pool),
+                on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
             )
         return pool
 
