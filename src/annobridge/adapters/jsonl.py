@@ -113,7 +113,11 @@ class JsonlAdapter(Adapter):
         """
 
         def add(record: Record, preds: list[Prediction], anns: list[Annotation]) -> tuple[int, int]:
-            record.predictions.extend(preds)
+            known = [p.to_dict() for p in record.predictions]
+            for pred in preds:  # the same prediction pushed again (a re-run) is there once
+                if pred.to_dict() not in known:
+                    record.predictions.append(pred)
+                    known.append(pred.to_dict())
             have = [a.to_dict() for a in record.annotations]
             added = 0
             for ann in anns:

@@ -154,6 +154,79 @@ class LabelStudioAdapter(kit.Adapter):
             raise kit.AdapterError(f"Label Studio kept maximum_annotations at {got} (asked for {n})")
         return f"Label Studio project {self._project_id()}: each task is labelled by {n} annotator(s)"
 
+    def write_annotations(self, items: Iterable[tuple[kit.Document, kit.Annotation]], *,
+                          schema: kit.LabelSchema | None = None) -> kit.ImportResult:
+        """Each annotation as its annotator's (``completed_by``, written with the admin key), once.
+
+        Label Studio annotations are whole versions of a task: a binary yes/no answer and a rejected
+        manual one have no form there and fail with that reason; skip and ignore become cancelled
+        annotations (Label Studio's Skip). Timestamps are the server's own: it sets them on write.
+        """
+        from annobridge.http import AmbiguousWrite
+
+        items = list(items)
+        result = kit.ImportResult()
+        docs = {doc.id: doc for doc, _ in items}
+        imported = self.import_documents(list(docs.values()), schema=schema)
+        not_there = dict(imported.failed)
+        tasks = {**self.find_tasks(set(docs) - set(imported.native_ids)), **imported.native_ids}
+        users = self._user_ids()
+        have: dict[int, set[tuple[Any, ...]]] = {}
+        for doc, ann in items:
+            tid = tasks.get(doc.id)
+            uid = users.get(ann.annotator)
+            why = None
+            if tid is None:
+                why = not_there.get(doc.id, "the document is not in the project")
+            elif uid is None:
+                why = f"no Label Studio user {ann.annotator!r} (map annotator names to users with --annotators)"
+            elif ann.mode == "binary":
+                why = "a binary yes/no answer has no form in Label Studio (annotations are whole versions)"
+            elif ann.answer == kit.Answer.REJECT:
+                why = "Label Studio has no reject answer for a manual annotation"
+            if why is not None or tid is None or uid is None:
+                result.failed.append((doc.id, why or "not writable"))
+                continue
+            try:
+                regions = [{k: v for k, v in item.items() if k != "score"}
+                           for item in self._result_items(ann, doc.text, f"document {doc.id!r}")]
+            except kit.SchemaError as exc:
+                result.failed.append((doc.id, str(exc)))
+                continue
+            cancelled = ann.answer in (kit.Answer.SKIP, kit.Answer.IGNORE)
+            key = (uid, cancelled, ann.ground_truth, _regions_key(regions))
+            if tid not in have:
+                have[tid] = self._annotation_keys(tid)
+            if key in have[tid]:
+                result.existing += 1
+                continue
+            body = {"result": regions, "completed_by": uid, "ground_truth": ann.ground_truth,
+                    "was_cancelled": cancelled, "lead_time": ann.meta.get("lead_time") or 0}
+            try:
+                self.client.request("POST", f"/api/tasks/{tid}/annotations/", json=body,
+                                    reconcile=lambda tid=tid, key=key: key in self._annotation_keys(tid))
+            except AmbiguousWrite as exc:
+                if exc.reconcile_error is not None or not exc.reconciled:
+                    raise
+            have[tid].add(key)
+            result.created += 1
+        return result
+
+    def _user_ids(self) -> dict[str, int]:
+        """User id by e-mail and by username (the names a pull gives annotators)."""
+        found: dict[str, int] = {}
+        body = self.client.get_json("/api/users/")
+        for user in body if isinstance(body, list) else body.get("results", []):
+            for name in (user.get("email"), user.get("username")):
+                if name:
+                    found.setdefault(str(name), int(user["id"]))
+        return found
+
+    def _annotation_keys(self, task_id: int) -> set[tuple[Any, ...]]:
+        body = self.client.get_json(f"/api/tasks/{task_id}/annotations/")
+        return {(a.get("completed_by"), bool(a.get("was_cancelled")), bool(a.get("ground_truth")),
+                 _regions_key(a.get("result") or [])) for a in body}
+
     def source_schema(self) -> kit.LabelSchema | None:
         """What the project's label config asks for (``<Labels>`` -> a span task, ``<Choices>`` -> textcat)."""
         return self.label_config().schema()
@@ -649,3 +722,12 @@ class LabelStudioAdapter(kit.Adapter):
 def register_adapters(register: Any) -> None:
     register(LabelStudioAdapter)
 
+
+def _regions_key(regions: Iterable[dict[str, Any]]) -> tuple[tuple[Any, ...], ...]:
+    """What an annotation says, independent of region ids and order: (control, start, end, labels/choices)."""
+    out = []
+    for item in regions:
+        value = item.get("value") or {}
+        labels = value.get("labels") or value.get("choices") or []
+        out.append((item.get("from_name"), value.get("start"), value.get("end"), tuple(sorted(map(str, labels)))))
+    return tuple(sorted(out, key=repr))
