@@ -79,8 +79,9 @@ def save(db: Path, dataset: str, answers: list[dict[str, Any]], now: float | Non
                     'INSERT INTO "example" ("input_hash", "task_hash", "content") VALUES (?, ?, ?)',
                     (int(task["_input_hash"]), int(task["_task_hash"]), json.dumps(task).encode("utf-8")),
                 )
+                link = 'INSERT INTO "link" ("example_id", "dataset_id") VALUES (?, ?)'
                 for linked in (dataset_id, session_id):
-                    conn.execute('INSERT INTO "link" ("example_id", "dataset_id") VALUES (?, ?)', (cur.lastrowid, linked))
+                    conn.execute(link, (cur.lastrowid, linked))
             return len(fresh)
     finally:
         conn.close()
