@@ -60,6 +60,7 @@ class TestArgillaContract(AdapterContract):
             config=AdapterConfig({"api_key": argilla_server.owner.api_key}, env={}),
             annotators=(team[0].username, team[1].username, team[2].username),
             bad_document=NAN_DOCUMENT,
+            ground_truth=False,
             settle=0.05,
             restart=argilla_server.restart,
             server_version=f"argilla-server {testserver.SERVER_VERSION}",

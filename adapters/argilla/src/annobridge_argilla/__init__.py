@@ -146,8 +146,7 @@ class ArgillaAdapter(kit.Adapter):
     scheme = "argilla"
     description = "Argilla 2.x datasets (REST API; owner/admin key for import and full pulls)"
     url_example = "argilla://127.0.0.1:6900/my-workspace/my-dataset"
-    # writing responses as their users is not built yet (annobridge copy refuses Argilla as a destination)
-    capabilities = kit.Capabilities.all_except("write_annotations")  # the contract suite checks each claim
+    capabilities = kit.Capabilities.all_except()  # test_*_contract.py checks each claim it can observe
     Options = ArgillaOptions
 
     def __init__(self, url: kit.AdapterURL, config: kit.AdapterConfig | None = None, *,
@@ -337,6 +336,78 @@ class ArgillaAdapter(kit.Adapter):
             raise kit.SchemaError(f"Argilla dataset {self.dataset_name!r} does not allow overlapping spans")
         self._dataset = dataset
         return dataset.id
+
+    def write_annotations(self, items: Iterable[tuple[kit.Document, kit.Annotation]], *,
+                          schema: kit.LabelSchema | None = None) -> kit.ImportResult:
+        """Each annotation as a response by its user (``user_id``), through the records bulk endpoint, once.
+
+        Argilla has no ground-truth flag, no reject answer for a manual annotation and no binary question
+        form: such annotations fail alone with that reason. ``ignore`` becomes a discarded response, ``skip``
+        a draft (how a pull reads them back). The server sets the timestamps.
+        """
+        items = list(items)
+        result = kit.ImportResult()
+        docs = {doc.id: doc for doc, _ in items}
+        imported = self.import_documents(list(docs.values()), schema=schema)
+        not_there = dict(imported.failed)
+        ds = self.dataset()
+        user_ids = {name: uid for uid, name in self.users().items()}
+        # every record's responses as they are: the bulk upsert takes a record's responses whole
+        current: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        for item in self._iter_pages(ds, include=("responses",)):
+            responses = [{"values": r.get("values") or {}, "status": r.get("status"), "user_id": str(r.get("user_id"))}
+                         for r in item.get("responses") or ()]
+            current[str(item.get("external_id") or item["id"])] = (str(item["id"]), responses)
+        status_of = {answer: status for status, answer in STATUS_TO_ANSWER.items()}
+        changed: dict[str, list[str]] = {}  # record id -> the doc ids of annotations added to it
+        for doc, ann in items:
+            uid = user_ids.get(ann.annotator)
+            why = None
+            if doc.id not in current:
+                why = not_there.get(doc.id, "the document is not in the dataset")
+            elif uid is None:
+                why = f"no Argilla user {ann.annotator!r} (map annotator names to users with --annotators)"
+            elif ann.ground_truth:
+                why = "Argilla has no ground-truth flag for a response"
+            elif ann.mode == "binary" or ann.answer not in status_of:
+                why = "Argilla has no form for this answer (a binary yes/no, or a rejected manual annotation)"
+            if why is not None or uid is None:
+                result.failed.append((doc.id, why or "not writable"))
+                continue
+            if ds.question_type == "span":
+                value: Any = [{"start": sp.start, "end": sp.end, "label": sp.label} for sp in ann.spans]
+            elif ds.question_type == "label_selection":
+                chosen = [label for label, v in ann.categories.items() if v >= 0.5]
+                value = chosen[0] if len(chosen) == 1 else None
+            else:
+                value = sorted(label for label, v in ann.categories.items() if v >= 0.5)
+            if value is None:
+                result.failed.append((doc.id, "a label question takes exactly one label"))
+                continue
+            response = {"values": {ds.question: {"value": value}}, "status": status_of[ann.answer], "user_id": uid}
+            record_id, responses = current[doc.id]
+            if response in responses:
+                result.existing += 1
+                continue
+            if any(r["user_id"] == uid for r in responses):
+                result.failed.append((doc.id, f"{ann.annotator} already answered this record differently "
+                                              "(Argilla keeps one response per user)"))
+                continue
+            responses.append(response)
+            changed.setdefault(record_id, []).append(doc.id)
+        responses_of = dict(current.values())  # record id -> its responses, with the new ones appended
+        batch = [(ids[0], {"id": rid, "responses": responses_of[rid]}) for rid, ids in changed.items()]
+        sent = kit.ImportResult()
+        for start in range(0, len(batch), self.batch_size):
+            self._bulk(ds, batch[start:start + self.batch_size], sent)
+        failed_records = {doc_id for doc_id, _ in sent.failed}
+        reasons = dict(sent.failed)
+        for ids in changed.values():
+            if ids[0] in failed_records:
+                result.failed.extend((doc_id, reasons[ids[0]]) for doc_id in ids)
+            else:
+                result.created += len(ids)
+        return result
 
     def push_review(self, items: Iterable[kit.ReviewItem], *, schema: kit.LabelSchema) -> kit.ImportResult:
         # Argilla keeps one suggestion per question and record: a second annotator's version would replace
