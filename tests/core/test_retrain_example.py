@@ -148,3 +148,49 @@ def test_retrain_project_twice(tmp_path: Path) -> None:
     assert _lines(state / "pulled.jsonl") == []
     assert {r["id"]: r for r in _lines(state / "records.jsonl")} == records
     assert (state / "cursor.txt").read_text().strip() == cursor2
+
+
+@pytest.mark.slow
+def test_prefect_flow_runs_against_the_real_apis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prefect_flow.py (Prefect itself replaced by pass-through decorators): a whole run, then an incremental pull
+    that keeps the same state files as the spaCy project."""
+    import importlib.util
+    import types
+
+    project = tmp_path / "retrain"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(*RUN_OUTPUTS))
+    def decorator(*args: Any, **kwargs: Any) -> Any:  # @task and @task(retries=2) alike
+        return args[0] if len(args) == 1 and callable(args[0]) and not kwargs else (lambda fn: fn)
+
+    stub = types.ModuleType("prefect")
+    stub.flow = stub.task = decorator  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "prefect", stub)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in ("merge", "promote", "annotate"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    spec = importlib.util.spec_from_file_location("retrain_prefect_flow", project / "prefect_flow.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import annotate  # examples/retrain/scripts, put on sys.path by prefect_flow.py
+
+    db = project / "assets" / "annotations.db"
+    source = f"prodigy:{db}?dataset=fashion_brands"
+    round1 = _lines(project / "assets" / "round1.jsonl")
+    round2 = _lines(project / "assets" / "round2.jsonl")
+    annotate.save(db, "fashion_brands", round1, now=1_700_000_000)
+
+    assert module.retrain(source, project) == "promoted"
+    assert len(_lines(project / "state" / "records.jsonl")) == len(round1)
+    assert (project / "state" / "cursor.txt").read_text().strip() == "2023-11-14T22:13:20+00:00"
+    (log,) = _lines(project / "models" / "promotions.jsonl")
+    assert log["new"] == pytest.approx(_ents_f(project / "models" / "promoted", project / "corpus" / "test"))
+
+    annotate.save(db, "fashion_brands", round2, now=1_700_000_060)
+    counts = module.pull_and_merge(source, project)
+    assert counts["records pulled"] == len(round2) and counts["documents updated"] == 1
+    assert counts["documents"] == len({t["_input_hash"] for t in round1 + round2})
+    assert (project / "state" / "cursor.txt").read_text().strip() == "2023-11-14T22:14:20+00:00"
+    assert module.pull_and_merge(source, project).get("records pulled", 0) == 0
+    for name in ("merge", "promote", "annotate", "retrain_prefect_flow"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
