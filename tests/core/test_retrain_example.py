@@ -148,6 +148,13 @@ def test_retrain_project_twice(tmp_path: Path) -> None:
     assert _lines(state / "pulled.jsonl") == []
     assert {r["id"]: r for r in _lines(state / "records.jsonl")} == records
     assert (state / "cursor.txt").read_text().strip() == cursor2
+    # ... and with a 1 s overlap, the answers of the cursor's second come again and are kept once
+    _project(project, "pull", "--vars.overlap", "1")
+    merged = _project(project, "merge")
+    assert {r["id"] for r in _lines(state / "pulled.jsonl")} == ids2  # round 2 was saved within one second
+    assert f"annotations pulled again: {len(round2)}" in merged
+    assert {r["id"]: r for r in _lines(state / "records.jsonl")} == records
+    assert (state / "cursor.txt").read_text().strip() == cursor2
 
 
 @pytest.mark.slow

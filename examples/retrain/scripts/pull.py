@@ -8,6 +8,11 @@ there is no saved cursor yet (the first run pulls everything). The cursor for th
 is written to ``CURSOR.next``, not to CURSOR: ``merge.py`` moves it into place once the pulled records are
 safely merged, so a run that fails in between pulls the same changes again next time instead of losing them.
 
+``--overlap SECONDS`` starts the pull that much before the saved cursor. A timestamp cursor misses an answer
+saved in the same clock tick as the last one the previous pull saw (Prodigy stamps answers in whole
+seconds, and pulls what is strictly later than the cursor); an overlap of 1 pulls that second again, and
+``merge.py`` keeps each re-pulled answer once. The saved cursor never moves backwards.
+
 (A spaCy project runs each command without a shell, so ``--since $(cat state/cursor.txt)`` cannot be written
 in project.yml itself; this script is that one line of shell.)
 """
@@ -18,7 +23,10 @@ import argparse
 import shlex
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
+
+from annobridge.kit import as_datetime
 
 NEXT = "Next incremental pull: "
 
@@ -38,11 +46,27 @@ def next_cursor(output: str) -> str | None:
     return None
 
 
-def pull(source: str, out: Path, cursor: Path) -> int:
+def earlier(since: str, overlap: float) -> str:
+    """A timestamp cursor moved ``overlap`` seconds back (a whole JSON cursor is exact: it stays as it is)."""
+    when = None if since.startswith("{") else as_datetime(since)
+    if when is None or overlap <= 0:
+        return since
+    return (when - timedelta(seconds=overlap)).isoformat()
+
+
+def later(old: str, new: str) -> str:
+    """The newer of two cursors: a pull that found nothing after an overlap must not move the cursor back."""
+    before, after = as_datetime(old), as_datetime(new)
+    if before is not None and after is not None and (before.tzinfo is None) == (after.tzinfo is None):
+        return old if after < before else new
+    return new
+
+
+def pull(source: str, out: Path, cursor: Path, overlap: float = 0.0) -> int:
     since = cursor.read_text(encoding="utf-8").strip() if cursor.is_file() else ""
     command = [sys.executable, "-m", "annobridge", "pull", source, "-o", str(out)]
     if since:
-        command += ["--since", since]
+        command += ["--since", earlier(since, overlap)]
     out.parent.mkdir(parents=True, exist_ok=True)
     print("Running:", shlex.join(["annobridge", *command[3:]]), flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
@@ -53,6 +77,8 @@ def pull(source: str, out: Path, cursor: Path) -> int:
               file=sys.stderr)
         return done.returncode
     new = next_cursor(done.stdout)
+    if new is not None and since:
+        new = later(since, new)
     waiting = pending(cursor)
     if new is None:  # nothing to go on (an empty source): the next run starts where this one did
         waiting.unlink(missing_ok=True)
@@ -67,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="annobridge source URL, e.g. prodigy:assets/annotations.db?dataset=news")
     parser.add_argument("--out", type=Path, required=True, help="records JSONL this pull writes")
     parser.add_argument("--cursor", type=Path, required=True, help="file holding the saved cursor")
+    parser.add_argument("--overlap", type=float, default=0.0,
+                        help="start this many seconds before a timestamp cursor (answers pulled again are kept once)")
     args = parser.parse_args(argv)
-    return pull(args.source, args.out, args.cursor)
+    return pull(args.source, args.out, args.cursor, args.overlap)
 
 
 if __name__ == "__main__":
