@@ -23,7 +23,7 @@ import argparse
 import shlex
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from annobridge.kit import as_datetime
@@ -46,9 +46,17 @@ def next_cursor(output: str) -> str | None:
     return None
 
 
+def _when(cursor: str) -> datetime | None:
+    """The cursor's time when it is a plain timestamp (None for an exact cursor: JSON, doccano's ``dc1:...``)."""
+    try:
+        return None if cursor.startswith("{") else as_datetime(cursor)
+    except (TypeError, ValueError):
+        return None
+
+
 def earlier(since: str, overlap: float) -> str:
-    """A timestamp cursor moved ``overlap`` seconds back (a whole JSON cursor is exact: it stays as it is)."""
-    when = None if since.startswith("{") else as_datetime(since)
+    """A timestamp cursor moved ``overlap`` seconds back (an exact cursor stays as it is)."""
+    when = _when(since)
     if when is None or overlap <= 0:
         return since
     return (when - timedelta(seconds=overlap)).isoformat()
@@ -56,7 +64,7 @@ def earlier(since: str, overlap: float) -> str:
 
 def later(old: str, new: str) -> str:
     """The newer of two cursors: a pull that found nothing after an overlap must not move the cursor back."""
-    before, after = as_datetime(old), as_datetime(new)
+    before, after = _when(old), _when(new)
     if before is not None and after is not None and (before.tzinfo is None) == (after.tzinfo is None):
         return old if after < before else new
     return new
