@@ -131,20 +131,20 @@ def basename(path: str | os.PathLike[str]) -> str:
 # -- file systems ------------------------------------------------------------------
 
 
-def _missing(protocol: str) -> RemoteDependencyError:
+def _missing(protocol: str, *, fsspec_missing: bool = False) -> RemoteDependencyError:
     extra = _EXTRAS.get(protocol)
     if extra is not None:
         return RemoteDependencyError(protocol, _PACKAGES[extra], extra)
-    package = "fsspec"
-    try:
-        from fsspec.registry import known_implementations
-
-        known = known_implementations.get(protocol)
-        if known is not None:
-            package = known["class"].split(".", 1)[0]
-    except ImportError:
+    if fsspec_missing:
         return RemoteDependencyError(protocol, "fsspec", "remote")
-    return RemoteDependencyError(protocol, package, None)
+    from fsspec.registry import known_implementations
+
+    known = known_implementations.get(protocol, {})
+    package = str(known.get("class", "fsspec")).split(".", 1)[0]
+    error = RemoteDependencyError(protocol, package, None)
+    if package == "fsspec" and known.get("err"):  # one of fsspec's own implementations: its message says what
+        error.args = (f"'{protocol}://' paths need more packages: {known['err']}",)
+    return error
 
 
 def _filesystem(url: str) -> tuple[Any, str]:
@@ -153,7 +153,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
     try:
         import fsspec
     except ImportError:
-        raise _missing(protocol) from None
+        raise _missing(protocol, fsspec_missing=True) from None
     try:
         fsspec.get_filesystem_class(protocol)
     except ImportError:
