@@ -160,7 +160,8 @@ def _filesystem(url: str) -> tuple[Any, str]:
         raise _missing(protocol) from None
     except ValueError:
         raise UsageError(f"{url}: unknown protocol {protocol!r} (fsspec knows s3, gs, az, file and more)") from None
-    fs, fspath = fsspec.core.url_to_fs(url)  # applies fsspec's configuration (FSSPEC_S3_*, ~/.config/fsspec)
+    with _errors(url):
+        fs, fspath = fsspec.core.url_to_fs(url)  # applies fsspec's configuration (FSSPEC_S3_*, ~/.config/fsspec)
     return fs, fspath
 
 
