@@ -253,6 +253,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
     url = str(path)
     fs, fspath = _filesystem(url)
+    _check_bucket(fs, fspath, url)
     fd, tmp_name = tempfile.mkstemp(prefix=".annobridge-upload-", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
@@ -269,10 +270,25 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
             tmp.unlink()
 
 
+def _protocol(fs: Any) -> str:
+    return str(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0])
+
+
+def _check_bucket(fs: Any, fspath: str, url: str) -> None:
+    """Fail before the work, not after it: an object store's bucket (container) must exist."""
+    if _protocol(fs) not in _OBJECT_STORES:
+        return
+    bucket = fspath.split("/", 1)[0]
+    with _errors(url):
+        fs.invalidate_cache()
+        found = fs.exists(bucket)
+    if not found:
+        raise UsageError(f"{url}: no bucket {bucket!r} (or no access to it): create it first")
+
+
 def _put(fs: Any, local: Path, fspath: str) -> None:
     """Upload one complete file so that readers see the old content or the new, never a part."""
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    if protocol in _OBJECT_STORES:
+    if _protocol(fs) in _OBJECT_STORES:
         fs.put_file(str(local), fspath)  # the object appears when its upload completes
         return
     parent, _, name = fspath.rpartition("/")
@@ -317,9 +333,10 @@ def check_export_target(url: str, force: bool) -> None:
     Unlike a local export, nothing of the user's is deleted even with ``force``: the export is
     published beside what is there, and only annobridge's own old versions are ever removed.
     """
+    fs, root = _filesystem(url)
+    _check_bucket(fs, root, url)
     if read_manifest(url) is not None or force:
         return
-    fs, root = _filesystem(url)
     with _errors(url):
         try:
             entries = fs.ls(root, detail=False) if fs.isdir(root) else []

@@ -244,6 +244,17 @@ def test_pull_to_s3_is_one_put_of_the_complete_file(s3: Any, tmp_path: Path) -> 
     assert len(s3.cat_file(key).splitlines()) == 5
 
 
+def test_a_missing_bucket_is_refused_before_any_work(s3: Any, tmp_path: Path) -> None:
+    missing = f"{s3.bucket}-missing"
+    for args in (
+        ["pull", _source(tmp_path, 5), "-o", f"s3://{missing}/records.jsonl"],
+        ["export", _source(tmp_path, 5), "-t", "ner", "-o", f"s3://{missing}/corpus"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert f"no bucket '{missing}'" in result.output and "Traceback" not in result.output
+
+
 def _corpus_lines() -> list[bytes]:
     lines = [json.dumps({"id": f"d{i}", "text": f"Maria {i} moved to Oslo."}).encode() for i in range(40)]
     lines.insert(7, b"{not json")
