@@ -70,6 +70,9 @@ class ImportResult:
     existing: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     native_ids: dict[str, Any] = field(default_factory=dict)
+    #: :meth:`Adapter.write_annotations` only: documents it had to import first (their annotations are counted
+    #: in ``created``)
+    documents_created: int = 0
 
     @property
     def total(self) -> int:
@@ -80,6 +83,7 @@ class ImportResult:
         self.existing += other.existing
         self.failed.extend(other.failed)
         self.native_ids.update(other.native_ids)
+        self.documents_created += other.documents_created
 
 
 def is_loopback(host: str | None) -> bool:
@@ -286,10 +290,10 @@ class Adapter(ABC):
     ) -> ImportResult:
         """Write people's annotations, each as its annotator where the tool allows (``annobridge copy``).
 
-        Documents missing in the project are imported first. Idempotent: an annotation the annotator already
-        has there, with the same content, counts as ``existing``. One the tool cannot hold as given (an
-        unknown user, an answer it has no word for) fails alone, with the reason; the result counts
-        annotations, not documents.
+        Documents missing in the project are imported first (counted in ``documents_created``).
+        Idempotent: an annotation the annotator already has there, with the same content, counts as
+        ``existing``. One the tool cannot hold as given (an unknown user, an answer it has no word for)
+        fails alone, with the reason; the result counts annotations, not documents.
         """
         raise self._unsupported("writing annotations")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .adapter import Adapter, ImportResult
 from .errors import UsageError
-from .model import Annotation, Document, LabelSchema, Record, TaskKind
+from .model import LabelSchema, Record, TaskKind
 
 __all__ = ["CopyReport", "copy_project", "read_annotator_map"]
 
@@ -111,8 +111,23 @@ def copy_project(
     report.cursor = source.cursor
     schema = LabelSchema(task, sorted(labels) if labels else _labels(source, records, task))
 
-    report.documents = dest.import_documents([r.document for r in records], schema=schema)
-    refused_docs = {doc_id for doc_id, _ in report.documents.failed}
+    # annotations first: a tool can create a missing document with its annotations in one bulk write
+    writes = [(record.document, ann) for record in records for ann in record.annotations]
+    report.annotations_read = len(writes)
+    renamed = [(doc, replace(ann, annotator=rename.get(ann.annotator, ann.annotator))) for doc, ann in writes]
+    report.renamed = sum(1 for (_, a), (_, b) in zip(writes, renamed, strict=True) if a.annotator != b.annotator)
+    if renamed and dest.capabilities.write_annotations:
+        report.annotations = dest.write_annotations(renamed, schema=schema)
+    elif renamed:
+        why = f"the {dest.scheme} adapter cannot write annotations as their annotators"
+        report.annotations.failed = [(doc.id, why) for doc, _ in renamed]
+    documents = dest.import_documents([r.document for r in records], schema=schema)
+    # the documents the annotations brought in are there now: new to DEST all the same
+    moved = min(report.annotations.documents_created, documents.existing)
+    documents.created += moved
+    documents.existing -= moved
+    report.documents = documents
+    refused_docs = {doc_id for doc_id, _ in documents.failed}
     predictions = [(r.document, p) for r in records for p in r.predictions]
     if predictions and not dest.capabilities.push_predictions:
         why = f"the {dest.scheme} adapter cannot take predictions"
@@ -120,23 +135,6 @@ def copy_project(
     elif predictions:
         report.predictions.failed = [(d.id, "document refused") for d, _ in predictions if d.id in refused_docs]
         report.predictions.merge(dest.push_predictions((d, p) for d, p in predictions if d.id not in refused_docs))
-
-    writes: list[tuple[Document, Annotation]] = []
-    for record in records:
-        for ann in record.annotations:
-            report.annotations_read += 1
-            name = rename.get(ann.annotator, ann.annotator)
-            report.renamed += name != ann.annotator
-            if record.id in refused_docs:
-                report.annotations.failed.append((record.id, "document refused"))
-                continue
-            writes.append((record.document, replace(ann, annotator=name)))
-    if writes:
-        if dest.capabilities.write_annotations:
-            report.annotations.merge(dest.write_annotations(writes, schema=schema))
-        else:
-            why = f"the {dest.scheme} adapter cannot write annotations as their annotators"
-            report.annotations.failed.extend((doc.id, why) for doc, _ in writes)
     return report
 
 

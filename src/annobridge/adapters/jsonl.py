@@ -98,9 +98,10 @@ class JsonlAdapter(Adapter):
         for doc, annotation in items:
             pending.setdefault(doc.id, (doc, [], []))[2].append(annotation)
         result = ImportResult()
-        for _existed, _record, (created, existing) in self._rewrite(pending):
+        for existed, _record, (created, existing) in self._rewrite(pending):
             result.created += created
             result.existing += existing
+            result.documents_created += not existed
         return result
 
     def _rewrite(

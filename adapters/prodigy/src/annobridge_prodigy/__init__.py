@@ -492,12 +492,12 @@ class ProdigyAdapter(Adapter):
             dataset = self._need_dataset()
             db = self.db(create=True)
             db.add_dataset(dataset, {"description": "created by annobridge"})
-            have = {_answer_key(json.loads(ex.content)) for ex in db.examples(dataset)}
+            saved = [json.loads(ex.content) for ex in db.examples(dataset)]
         else:
-            have = set()
             assert self.path is not None
-            if self.path.exists():
-                have = {_answer_key(data) for _, data in read_json_lines(self.path) if isinstance(data, dict)}
+            saved = [d for _, d in read_json_lines(self.path) if isinstance(d, dict)] if self.path.exists() else []
+        have = {_answer_key(data) for data in saved}
+        inputs = {data.get("_input_hash") for data in saved}
         new = []
         for task in tasks:
             key = _answer_key(task)
@@ -507,6 +507,9 @@ class ProdigyAdapter(Adapter):
             have.add(key)
             new.append(task)
             result.created += 1
+            if task["_input_hash"] not in inputs:  # the document arrives with this annotation
+                inputs.add(task["_input_hash"])
+                result.documents_created += 1
         if new and self.is_db:
             session = session_name()
             db.add_dataset(session, {"description": "annobridge import session"}, session=True)
