@@ -425,6 +425,34 @@ def as_datetime(value: Any) -> datetime | None:
     return _dt_from_json(value)
 
 
+def since_datetime(value: Any) -> datetime | None:
+    """A pull's ``since`` as a datetime: a datetime, an ISO date, or a cursor (its watermark), or None.
+
+    What a user passes (``--since``) is checked here: anything else is a :class:`UsageError` naming what
+    is accepted, not a traceback.
+    """
+    if value is None or value == "" or isinstance(value, datetime):
+        return value or None
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise UsageError(f"--since {value[:80]!r} is not valid cursor JSON") from None
+    if isinstance(value, dict):
+        value = value.get("watermark")
+        if value is None:
+            return None
+    try:
+        return as_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(
+            f"--since {str(value)[:80]!r} is neither a cursor printed by a pull nor an ISO date "
+            "(e.g. 2026-01-31T12:00:00+00:00)"
+        ) from None
+
+
 def as_utc(value: Any) -> datetime | None:
     """:func:`as_datetime`, with a naive result taken as UTC (what servers without offsets mean), so it compares."""
     dt = as_datetime(value)

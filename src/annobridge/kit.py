@@ -18,6 +18,7 @@ from .adapter import (
     filter_answers,
     is_loopback,
     redact,
+    since_datetime,
 )
 from .atomic import atomic_open, atomic_write_text
 from .config import AdapterConfig, Secret
@@ -117,6 +118,7 @@ __all__ = [
     "read_json_lines",
     "read_spans",
     "redact",
+    "since_datetime",
     "utc_iso",
     "utf16_to_codepoint",
     "word_boundaries",

@@ -64,3 +64,23 @@ def test_help_teaches() -> None:
     assert result.exit_code == 0
     for option in ("--task", "--split", "--merge", "--format", "--align", "--config"):
         assert option in result.output
+
+
+def test_since_that_is_no_date_or_cursor_is_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A mistyped --since is exit 2 with what is accepted, not a traceback with the data-error code."""
+    from typer.testing import CliRunner
+
+    from annobridge.cli import app
+
+    from annobridge.adapters.jsonl import write_records
+    from annobridge.model import Document, Record
+
+    src = tmp_path / "r.jsonl"
+    write_records(src, [Record(Document("a", "x"))])
+    for since in ("garbage", "{not json", '{"watermark": "yesterday"}'):
+        out = CliRunner().invoke(app, ["pull", f"jsonl:{src}", "-o", str(tmp_path / "o.jsonl"), "--since", since])
+        assert out.exit_code == 2, (since, out.output)
+        assert "--since" in out.output and "Traceback" not in out.output
+    ok = CliRunner().invoke(app, ["pull", f"jsonl:{src}", "-o", str(tmp_path / "o.jsonl"), "--since",
+                                  '{"watermark": "2026-01-01T00:00:00Z", "owner": "x"}'])
+    assert ok.exit_code == 0, ok.output

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..adapter import Adapter, AdapterURL, Capabilities, ImportResult, as_datetime, filter_answers
+from ..adapter import Adapter, AdapterURL, Capabilities, ImportResult, filter_answers, since_datetime
 from ..atomic import atomic_open
 from ..config import AdapterConfig
 from ..errors import UsageError
@@ -168,7 +168,7 @@ class JsonlAdapter(Adapter):
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
         if not self.path.exists():
             raise FileNotFoundError(f"No such file: {self.path}")
-        since_dt: datetime | None = as_datetime(since)
+        since_dt: datetime | None = since_datetime(since)
         latest = since_dt
         for where, data in self._items():
             if isinstance(data, BadLine):

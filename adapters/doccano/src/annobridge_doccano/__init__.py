@@ -66,6 +66,7 @@ from annobridge.kit import (
     has_astral,
     hookimpl,
     read_spans,
+    since_datetime,
     utf16_to_codepoint,
 )
 
@@ -842,7 +843,7 @@ class DoccanoAdapter(Adapter):
         if isinstance(since, str) and since.startswith(CURSOR_PREFIX):
             previous = _decode_cursor_state(since, project.id)
         elif since is not None:
-            since_dt = as_datetime(since)
+            since_dt = since_datetime(since)
             if since_dt is not None and since_dt.tzinfo is None:
                 raise UsageError("since: give a timezone-aware datetime (doccano stores UTC)")
             if not project.collaborative:

@@ -44,7 +44,6 @@ from annobridge.kit import (
     ReviewItem,
     TaskKind,
     UsageError,
-    as_datetime,
     atomic_open,
     decode_line,
     filter_answers,
@@ -52,6 +51,7 @@ from annobridge.kit import (
     open_binary,
     read_json_items,
     read_json_lines,
+    since_datetime,
 )
 
 from .db import ProdigyDB, session_name
@@ -228,7 +228,7 @@ class ProdigyAdapter(Adapter):
             grouper.add(task, where)
 
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
-        since_dt: datetime | None = as_datetime(since)
+        since_dt: datetime | None = since_datetime(since)
         if since_dt is not None and since_dt.tzinfo is None:
             since_dt = since_dt.replace(tzinfo=timezone.utc)  # Prodigy's _timestamp is Unix time
         latest = since_dt
