@@ -491,15 +491,24 @@ def pull_cmd(
     since: Annotated[
         str | None, typer.Option(help="Only what changed after this cursor (printed by the previous pull).")
     ] = None,
+    cursor_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the whole cursor in this file: read as --since when it exists, rewritten after the pull. "
+            "Exact for Label Studio and Argilla (deletions named), where a printed --since is only a timestamp."
+        ),
+    ] = None,
 ) -> None:
     """Pull every record with its annotations (per annotator) into annobridge JSONL.
 
-    Example: annobridge pull prodigy:prodigy.db?dataset=news -o news.jsonl
+    Example: annobridge pull prodigy:prodigy.db?dataset=news -o news.jsonl --cursor-file news.cursor
     """
-    from .atomic import atomic_open
+    from .atomic import atomic_open, atomic_write_text
     from .plugins import open_adapter
 
     try:
+        if since is None and cursor_file is not None and cursor_file.exists():
+            since = cursor_file.read_text(encoding="utf-8").strip() or None
         with open_adapter(source) as adapter, _progress("Pulling", adapter.count()) as advance:
             count = annotations = 0
             with atomic_open(output, "w") as fh:  # an interrupted pull leaves the previous file
@@ -509,16 +518,26 @@ def pull_cmd(
                     annotations += len(record.annotations)
                     advance(1)
             skipped, cursor = list(adapter.skipped), adapter.cursor
+        if cursor_file is not None and cursor is not None:
+            # only after the records are written: a failed pull leaves the old cursor, so nothing is missed
+            whole = json.dumps(cursor, ensure_ascii=False) if isinstance(cursor, dict) else (
+                cursor.isoformat() if hasattr(cursor, "isoformat") else str(cursor))
+            atomic_write_text(cursor_file, whole + "\n")
     except AnnobridgeError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        raise _fail(UsageError(f"cursor file: {exc}")) from None
     out_console.print(f"{count} records ({annotations} annotations) written to {escape(str(output))}")
     for where, why in skipped[:10]:
         out_console.print(f"  skipped {escape(where)}: {escape(why)}")
     if cursor is not None:
-        value = cursor.isoformat() if hasattr(cursor, "isoformat") else str(cursor)
+        if cursor_file is not None:
+            tail: list[str | Path] = ["--cursor-file", cursor_file]
+        else:
+            tail = ["--since", cursor.isoformat() if hasattr(cursor, "isoformat") else str(cursor)]
         _say_command(
             "Next incremental pull: ",
-            _command_line("annobridge", "pull", source, "-o", output, "--since", value),
+            _command_line("annobridge", "pull", redact(source), "-o", output, *tail),
         )
     if skipped:
         out_console.print(f"[red]{len(skipped)} inputs could not be read[/]")

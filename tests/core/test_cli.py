@@ -84,3 +84,29 @@ def test_since_that_is_no_date_or_cursor_is_a_usage_error(tmp_path) -> None:  # 
     ok = CliRunner().invoke(app, ["pull", f"jsonl:{src}", "-o", str(tmp_path / "o.jsonl"), "--since",
                                   '{"watermark": "2026-01-01T00:00:00Z", "owner": "x"}'])
     assert ok.exit_code == 0, ok.output
+
+
+def test_pull_keeps_its_cursor_in_a_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from typer.testing import CliRunner
+
+    from annobridge.adapters.jsonl import write_records
+    from annobridge.cli import app
+    from annobridge.model import Annotation, Document, Record
+
+    def ann(name: str, day: int) -> Annotation:
+        return Annotation(name, updated_at=datetime(2026, 1, day, tzinfo=timezone.utc))
+
+    src, out, cursor = tmp_path / "r.jsonl", tmp_path / "o.jsonl", tmp_path / "state" / "pull.cursor"
+    cursor.parent.mkdir()
+    write_records(src, [Record(Document("a", "x"), [ann("alice", 1)]), Record(Document("b", "y"), [ann("bob", 2)])])
+    args = ["pull", f"jsonl:{src}", "-o", str(out), "--cursor-file", str(cursor)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0 and "2 records" in first.output
+    assert cursor.read_text(encoding="utf-8").startswith("2026-01-02")
+    assert f"--cursor-file {cursor}" in first.output
+    write_records(src, [Record(Document("a", "x"), [ann("alice", 1)]), Record(Document("b", "y"), [ann("bob", 3)])])
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0 and "1 records" in second.output, second.output
+    assert cursor.read_text(encoding="utf-8").startswith("2026-01-03")
