@@ -51,3 +51,27 @@ def test_no_overlap_setting_is_refused_before_anything_is_sent(make_adapter: Any
     adapter = make_adapter()
     with pytest.raises(UsageError, match="every project member sees every example"):
         adapter.set_annotators_per_doc(2)
+
+
+def test_copy_into_doccano_refuses_annotations_with_the_reason(make_adapter: Any, tmp_path: Any) -> None:
+    """The copy matrix's doccano step: documents and predictions arrive; annotations are refused, each with why."""
+    from annobridge import open_adapter
+    from annobridge.adapters.jsonl import write_records
+    from annobridge.copy import copy_project
+    from annobridge.model import Annotation, Record
+
+    docs, preds, labels = ner_corpus(3)
+    src = tmp_path / "records.jsonl"
+    records = [Record(d, [Annotation("alice", spans=list(preds[d.id].spans))], [preds[d.id]]) for d in docs]
+    write_records(src, records)
+    dest = make_adapter(collaborative="true")
+    with open_adapter(f"jsonl:{src}") as source:
+        report = copy_project(source, dest, task="ner", labels=labels)
+    assert (report.documents.created, report.predictions.failed) == (3, [])
+    assert report.annotations.created == 0 and report.balanced
+    assert {why for _, why in report.annotations.failed} == {
+        "the doccano adapter cannot write annotations as their annotators"}
+    pulled = {r.id: r for r in dest.pull()}
+    assert set(pulled) == {d.id for d in docs}
+    for d in docs:
+        assert [p.model_version for p in pulled[d.id].predictions] == [preds[d.id].model_version]
