@@ -70,9 +70,8 @@ def test_since_that_is_no_date_or_cursor_is_a_usage_error(tmp_path) -> None:  # 
     """A mistyped --since is exit 2 with what is accepted, not a traceback with the data-error code."""
     from typer.testing import CliRunner
 
-    from annobridge.cli import app
-
     from annobridge.adapters.jsonl import write_records
+    from annobridge.cli import app
     from annobridge.model import Document, Record
 
     src = tmp_path / "r.jsonl"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from annobridge import Answer, Record, open_adapter
+from annobridge.kit import as_utc
 from annobridge_prodigy import ProdigyAdapter
 
 
@@ -72,7 +73,7 @@ def test_ner_manual_groups_repeated_inputs_and_keeps_timestamps(data_dir: Path) 
     assert answers["ignore"] > 0
     stamps = sorted(a.created_at for r in records for a in r.annotations if a.created_at)
     assert stamps == sorted(datetime.fromtimestamp(t["_timestamp"], tz=timezone.utc) for t in tasks)
-    assert adapter.cursor == stamps[-1]
+    assert _mark(adapter.cursor) == stamps[-1]
     # span text claimed by the export is kept as it is, else filled from the document
     claimed = Counter(
         (s["start"], s["end"], s["label"], s.get("text", t["text"][s["start"] : s["end"]]))
@@ -97,7 +98,7 @@ def test_answers_and_since_filters(data_dir: Path) -> None:
     newer, adapter = _pull(path, since=since)
     assert sum(len(r.annotations) for r in newer) == sum(t["_timestamp"] > middle for t in tasks) > 0
     assert all(a.created_at and a.created_at > since for r in newer for a in r.annotations)
-    assert adapter.cursor == datetime.fromtimestamp(times[-1], tz=timezone.utc)
+    assert _mark(adapter.cursor) == datetime.fromtimestamp(times[-1], tz=timezone.utc)
     # the cursor from a pull gives nothing new on the next one
     again, second = _pull(path, since=adapter.cursor)
     assert again == [] and second.cursor == adapter.cursor
@@ -217,7 +218,7 @@ def test_review_output(data_dir: Path) -> None:
     assert disagreements, "the sample holds records the reviewer had to decide"
     annotators = {a.annotator for r in records for a in r.annotations if not a.ground_truth}
     assert annotators == {"ner_model", "original_annotations"}
-    assert adapter.cursor == max(
+    assert _mark(adapter.cursor) == max(
         datetime.fromtimestamp(t["_timestamp"], tz=timezone.utc) for t in tasks if "_timestamp" in t
     )
 
@@ -305,9 +306,18 @@ def test_since_accepts_the_cursor_as_printed(data_dir: Path) -> None:
     path = data_dir / "ner_tweets_sample.jsonl"
     _, first = _pull(path)
     assert first.cursor is not None
-    naive = first.cursor.replace(tzinfo=None).isoformat()  # what a user may type back
-    last_second = first.cursor.timestamp() - 1
+    mark = _mark(first.cursor)
+    naive = mark.replace(tzinfo=None).isoformat()  # what a user may type back
+    assert str(first.cursor) == first.cursor["watermark"]  # what `annobridge pull` prints after --since
+    last_second = mark.timestamp() - 1
     again, _ = _pull(path, since=naive)
     assert again == []
     earlier, _ = _pull(path, since=datetime.fromtimestamp(last_second, tz=timezone.utc).isoformat())
     assert sum(len(r.annotations) for r in earlier) >= 1
+
+
+def _mark(cursor: Any) -> datetime:
+    """A cursor's watermark (its ``str``, what ``annobridge pull`` prints) as a datetime."""
+    mark = as_utc(cursor["watermark"])
+    assert mark is not None
+    return mark

@@ -14,6 +14,7 @@ formats. A pull yields one record per ``_input_hash`` with every answer to it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shlex
@@ -32,6 +33,7 @@ from annobridge.kit import (
     AdapterOptions,
     AdapterURL,
     Annotation,
+    AnnotationLedger,
     Answer,
     BadLine,
     Capabilities,
@@ -228,22 +230,31 @@ class ProdigyAdapter(Adapter):
             grouper.add(task, where)
 
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
-        since_dt: datetime | None = since_datetime(since)
-        if since_dt is not None and since_dt.tzinfo is None:
-            since_dt = since_dt.replace(tzinfo=timezone.utc)  # Prodigy's _timestamp is Unix time
-        latest = since_dt
+        """Every input with its answers; with ``since``, only answers new since then.
+
+        The cursor (:class:`annobridge.kit.PullCursor`) knows every answer a pull saw, so passing it back
+        whole (``pull --cursor-file``) is exact: an answer saved in the same second as the last one, or
+        saved without a ``_timestamp``, is not missed, and removed answers are named. Its ``str`` is the
+        newest ``_timestamp`` (a timestamp-only pull, as Prodigy's own timestamps allow).
+        """
+        owner = f"{self._where()}?dataset={self.options.dataset}" if self.is_db else self._where()
+        if isinstance(since, str) and not since.lstrip().startswith("{"):
+            since = since_datetime(since)  # a bare date: checked and read as one
+        if isinstance(since, datetime) and since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)  # Prodigy's _timestamp is Unix time
+        ledger = AnnotationLedger.resume(since, owner=owner, annotation_id=_answer_id)
+        latest = ledger.since
         for record in self._records():
-            if since_dt is not None:
-                record.annotations = [
-                    a for a in record.annotations if a.created_at is not None and a.created_at > since_dt
-                ]
-                if not record.annotations:
-                    continue
+            gone = ledger.update(record.id, record)
+            if gone:
+                record.native_ids["deleted_annotation_ids"] = gone
+            if ledger.incremental and not record.annotations and not gone:
+                continue
             for ann in record.annotations:
                 if ann.created_at is not None and (latest is None or ann.created_at > latest):
                     latest = ann.created_at
             yield filter_answers(record, answers)
-        self.cursor = latest
+        self.cursor = ledger.cursor(latest, owner=owner)
 
     def count(self) -> int | None:
         if self.is_db:
@@ -596,6 +607,16 @@ def _annotation_task(doc: Document, ann: Annotation, schema: LabelSchema) -> dic
     if ann.ground_truth:
         task.update({"_view_id": "review", "view_id": view, "versions": []})
     return task
+
+
+def _answer_id(ann: Annotation) -> str:
+    """An answer's identity within its input (Prodigy has no answer ids): the question, who, what they said
+    (spans and labels: a corrected manual answer keeps the stream's task hash), and when."""
+    said = json.dumps([sorted(s.key for s in ann.spans), sorted(ann.categories.items())], ensure_ascii=False)
+    digest = hashlib.sha1(said.encode("utf-8")).hexdigest()[:12]
+    stamp = int(ann.created_at.timestamp()) if ann.created_at is not None else ""
+    question = ann.native_ids.get("_task_hash")
+    return f"{question}|{ann.annotator}|{ann.answer.value}|{int(ann.ground_truth)}|{digest}|{stamp}"
 
 
 def _answer_key(task: Mapping[str, Any]) -> tuple[Any, ...]:
