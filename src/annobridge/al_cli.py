@@ -10,7 +10,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.table import Table
 
 from .atomic import atomic_write_text
 from .errors import AnnobridgeError, UsageError
+
+if TYPE_CHECKING:
+    from .al.stopping import StoppingRule
 
 app = typer.Typer(
     name="al",
@@ -47,6 +50,38 @@ def _no_nan(value: object) -> object:
     if isinstance(value, list):
         return [_no_nan(v) for v in value]
     return value
+
+
+STOP_WHEN = ("never", "stable")
+
+DiversityOpt = Annotated[
+    str,
+    typer.Option(
+        "--diversity",
+        help="Batch selection: none (top-k), kcenter (k-center greedy) or badge (k-means++ over "
+        "uncertainty-weighted vectors), over the --diversity-pool x batch most uncertain documents",
+    ),
+]
+DiversityPoolOpt = Annotated[
+    int, typer.Option("--diversity-pool", min=1, help="Candidates for a diverse batch, as a multiple of the batch")
+]
+StopWhenOpt = Annotated[
+    str, typer.Option("--stop-when", help="never, or stable: stop once predictions on the stop set stop changing")
+]
+StopThresholdOpt = Annotated[float, typer.Option("--stop-threshold", help="Stable means the metric >= this")]
+StopRoundsOpt = Annotated[int, typer.Option("--stop-rounds", min=1, help="... in this many consecutive rounds")]
+StopMetricOpt = Annotated[str, typer.Option("--stop-metric", help="kappa (chance-corrected) or agreement")]
+StopSampleOpt = Annotated[
+    int, typer.Option("--stop-sample", min=0, help="Pool documents in the fixed stop set (0: no stopping signal)")
+]
+
+
+def _stop_rule(when: str, threshold: float, rounds: int, metric: str) -> StoppingRule | None:
+    from .al.stopping import StoppingRule
+
+    if when not in STOP_WHEN:
+        raise UsageError(f"--stop-when must be one of {', '.join(STOP_WHEN)}, not {when!r}")
+    return StoppingRule(threshold=threshold, rounds=rounds, metric=metric) if when == "stable" else None
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -83,11 +118,21 @@ def run_command(
     fit_mode: Annotated[str, typer.Option("--fit-mode", help="warm (continue training) or retrain")] = "warm",
     gpu: Annotated[int, typer.Option("--gpu", help="GPU id (CuPy); -1 = CPU")] = -1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    diversity: DiversityOpt = "none",
+    diversity_pool: DiversityPoolOpt = 10,
+    stop_when: StopWhenOpt = "never",
+    stop_threshold: StopThresholdOpt = 0.99,
+    stop_rounds: StopRoundsOpt = 3,
+    stop_metric: StopMetricOpt = "kappa",
+    stop_sample: StopSampleOpt = 500,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the stop set and of badge sampling")] = 0,
 ) -> None:
     """Run the loop: push the least certain pool documents to SOURCE, wait, pull, retrain, evaluate.
 
     Each round scores POOL, pushes the --batch least certain documents with their scores, waits for labels,
     pulls them, retrains and scores --dev. State is saved after every stage: the same command resumes.
+    Every round prints the stopping signal (kappa between this and the last model's predictions on a fixed
+    sample of the pool); --stop-when stable ends the loop once it stays above --stop-threshold.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     try:
@@ -101,6 +146,7 @@ def run_command(
             if dev is None:
                 raise UsageError("Give --labels, or --dev records to read the labels from.")
             label_list = LabelSchema.infer(task, load_records(str(dev))).labels
+        rule = _stop_rule(stop_when, stop_threshold, stop_rounds, stop_metric)
         learner = Learner(task, label_list, gpu=gpu, fit_mode=fit_mode)
         console.print(escape(f"Device: {learner.device.describe()}"))
         loop = ActiveLearningLoop(
@@ -114,29 +160,45 @@ def run_command(
             poll_interval=poll,
             wait_timeout=wait,
             min_labelled=min_labelled,
+            diversity=diversity,
+            diversity_pool=diversity_pool,
+            stability_sample=stop_sample,
+            stop=rule,
+            seed=seed,
         )
         if loop.round or loop.state["done"]:
             console.print(escape(f"Resuming round {loop.round} at stage {loop.next_stage!r} ({state})"))
         reports = loop.run(rounds, on_round=lambda r: console.print(escape(r.summary())))
     except AnnobridgeError as exc:
         raise _fail(exc) from None
-    if loop.round < rounds:
+    stopped = loop.stopped
+    if stopped is not None:
+        console.print(
+            escape(
+                f"Stopped after round {stopped['round']}: predictions stable ({stopped['rule']}); "
+                f"{stopped['labels']} labels of a {stopped['budget_labels']}-label budget "
+                f"({stopped['saved']:.1%} not needed)"
+            )
+        )
+    elif loop.round < rounds:
         pushed = len(loop.state["pushed"])
         console.print(
             f"Waiting for labels on round {loop.round} ({pushed} tasks pushed). "
             "Label them in the tool and run the same command again to go on."
         )
-    table = Table("round", "labels", "dev score", "strategy", "seconds per stage")
+    table = Table("round", "labels", "dev score", "kappa", "dev slope/100", "strategy", "seconds per stage")
     for r in loop.history:
         table.add_row(
             str(r.round),
             str(r.labels),
             "n/a" if r.dev_score is None else f"{r.dev_score:.3f}",
+            "n/a" if r.kappa is None else f"{r.kappa:.3f}",
+            "n/a" if r.dev_slope is None else f"{r.dev_slope:+.3f}",
             r.strategy + (" (cold start)" if r.cold_start else ""),
             ", ".join(f"{k} {v:.1f}" for k, v in r.stage_seconds.items()),
         )
     Console().print(table)
-    if not reports and loop.round < rounds:
+    if not reports and loop.round < rounds and stopped is None:
         raise typer.Exit(3)
 
 
@@ -159,20 +221,39 @@ def simulate_command(
     fit_mode: Annotated[str, typer.Option("--fit-mode", help="warm or retrain")] = "warm",
     gpu: Annotated[int, typer.Option("--gpu", help="GPU id (CuPy); -1 = CPU")] = -1,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write curve.png (needs matplotlib)")] = True,
+    diversity: DiversityOpt = "none",
+    diversity_pool: DiversityPoolOpt = 10,
+    stop_when: StopWhenOpt = "never",
+    stop_threshold: StopThresholdOpt = 0.99,
+    stop_rounds: StopRoundsOpt = 3,
+    stop_metric: StopMetricOpt = "kappa",
+    stop_sample: StopSampleOpt = 500,
 ) -> None:
-    """Simulate active learning with the gold labels as the annotator; write the learning curves."""
+    """Simulate active learning with the gold labels as the annotator; write the learning curves.
+
+    --diversity applies to --strategy (and to any --vs without its own: --vs entropy+kcenter names one).
+    """
     try:
         from .al.learner import LearnerConfig
         from .al.simulate import simulate, summary_dict
 
         size: float | int = dev_size if dev_size < 1 else int(dev_size)
         config = LearnerConfig(width=width, depth=depth, fit_mode=fit_mode)
-        strategies = list(dict.fromkeys([strategy, *(vs or [])]))
+        from .al.diversity import parse_strategy, strategy_name
+        from .al.simulate import CurvePoint
 
-        def progress(point: object) -> None:
-            p = point  # CurvePoint
+        rule = _stop_rule(stop_when, stop_threshold, stop_rounds, stop_metric)
+        main = strategy_name(*parse_strategy(strategy, diversity))
+        strategies = list(dict.fromkeys([main, *(strategy_name(*parse_strategy(v)) for v in vs or [])]))
+
+        def progress(p: CurvePoint) -> None:
+            signal = ""
+            if p.kappa is not None:
+                signal = f", kappa {p.kappa:.3f}"
+            if p.dev_slope is not None:
+                signal += f", slope {p.dev_slope:+.3f}/100"
             console.print(
-                f"{p.strategy:>16} seed {p.seed} round {p.round}: {p.labels} labels, score {p.score:.3f}",  # type: ignore[attr-defined]
+                f"{p.strategy:>16} seed {p.seed} round {p.round}: {p.labels} labels, score {p.score:.3f}{signal}",
                 highlight=False,
             )
 
@@ -190,6 +271,9 @@ def simulate_command(
             config=config,
             gpu=gpu,
             progress=progress,
+            diversity_pool=diversity_pool,
+            stability_sample=stop_sample,
+            stop=rule,
         )
         out.mkdir(parents=True, exist_ok=True)
         result.write_csv(out / "curve.csv")
@@ -201,6 +285,14 @@ def simulate_command(
         raise _fail(exc) from None
     Console().print(f"full-data score {result.full_score:.3f} (pool {result.pool_size}, dev {result.dev_size})")
     Console().print(result.to_markdown())
+    for st in result.stops:
+        console.print(
+            escape(
+                f"{st.strategy} seed {st.seed}: stopped after round {st.round} ({st.rule}), "
+                f"{st.labels} of {st.budget} labels, {st.saved:.1%} of the budget saved, score {st.score:.3f}"
+            ),
+            highlight=False,
+        )
     console.print(
         escape(f"Wrote {out / 'curve.csv'}" + (f", {out / 'curve.png'}" if plot else "") + f", {out / 'summary.json'}")
     )

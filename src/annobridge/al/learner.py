@@ -450,6 +450,82 @@ class Learner:
                         )
         return pred
 
+    def doc_vectors(self, documents: Sequence[Document], *, batch_size: int = 256, dim: int = 256) -> numpy.ndarray:
+        """One unit-length vector per document, from the model itself (host array, ``(n, width)``).
+
+        ner / spans (and any component with a ``tok2vec`` sub-model, or a listener on a ``tok2vec``
+        component): the tok2vec output mean-pooled over the document's tokens. The BOW ``textcat``
+        models have no tok2vec: their own hashed n-gram features (``extract_ngrams``, the keys the
+        sparse linear layer reads) are folded into ``dim`` buckets, count-weighted (``log1p``).
+        Meant for a bounded candidate set, not a whole pool.
+        """
+        if not self.fitted:
+            raise UsageError("The Learner has not been fit yet: it has no document vectors.")
+        out: list[numpy.ndarray] = []
+        for start in range(0, len(documents), batch_size):
+            chunk = documents[start : start + batch_size]
+            docs = [self.nlp.make_doc(d.text) for d in chunk]
+            for _, proc in self._upstream:
+                docs = list(proc.pipe(docs, batch_size=len(docs)))  # type: ignore[attr-defined]
+            out.append(self._vectors(docs, dim))
+        if not out:
+            return numpy.zeros((0, dim), dtype="float32")
+        vectors = numpy.concatenate(out, axis=0).astype("float32")
+        norms = numpy.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / numpy.where(norms > 0, norms, 1.0)
+
+    def _tok2vec_model(self) -> Any:
+        model = self.pipe.model
+        if "tok2vec" not in model.ref_names:
+            return None
+        t2v = model.get_ref("tok2vec")
+        if t2v.name.startswith("with_getitem"):  # spancat: with_getitem(0, tok2vec) over (docs, spans)
+            t2v = t2v.layers[0]
+        if "listener" in t2v.name and "tok2vec" in self.nlp.pipe_names:
+            t2v = self.nlp.get_pipe("tok2vec").model  # type: ignore[attr-defined]
+        return t2v
+
+    def _vectors(self, docs: list[Doc], dim: int) -> numpy.ndarray:
+        ops = self.ops
+        lengths = numpy.asarray([len(d) for d in docs], dtype="int64")
+        t2v = self._tok2vec_model()
+        if t2v is not None:
+            width = None
+            if any(lengths):
+                found = t2v.predict(docs)
+                if isinstance(found, list):
+                    rows = [ops.xp.asarray(a).mean(axis=0) if len(a) else None for a in found]
+                    width = next(int(r.shape[0]) for r in rows if r is not None)
+                    pooled = ops.xp.stack([r if r is not None else ops.xp.zeros((width,), "float32") for r in rows])
+                    return numpy.asarray(to_host(ops, pooled), dtype="float32")
+                flat = found.dataXd if hasattr(found, "dataXd") else found  # a Ragged, or all tokens stacked
+                width = int(flat.shape[1])
+                ends = numpy.cumsum(lengths)
+                cum = ops.xp.concatenate([ops.xp.zeros((1, width), dtype="float32"), ops.xp.cumsum(flat, axis=0)])
+                sums = cum[ops.xp.asarray(ends)] - cum[ops.xp.asarray(ends - lengths)]
+                pooled = sums / ops.xp.asarray(numpy.maximum(lengths, 1)[:, None], dtype="float32")
+                return numpy.asarray(to_host(ops, pooled), dtype="float32")
+            return numpy.zeros((len(docs), int(t2v.get_dim("nO") or dim)), dtype="float32")
+        extractor = self._ngram_extractor()
+        table = numpy.zeros((len(docs), dim), dtype="float32")
+        if extractor is None:  # no features of its own to read: hashed lower-cased words
+            for i, doc in enumerate(docs):
+                for token in doc:
+                    table[i, token.lower % dim] += 1.0
+        else:
+            keys, values, key_lengths = extractor.predict(docs)
+            keys = numpy.asarray(to_host(ops, keys)).astype("uint64")
+            values = numpy.asarray(to_host(ops, values), dtype="float32")
+            owner = numpy.repeat(numpy.arange(len(docs)), numpy.asarray(to_host(ops, key_lengths), dtype="int64"))
+            numpy.add.at(table, (owner, (keys % numpy.uint64(dim)).astype("int64")), values)
+        return numpy.log1p(table)
+
+    def _ngram_extractor(self) -> Any:
+        for node in self.pipe.model.walk():
+            if node.name == "extract_ngrams":
+                return node
+        return None
+
     def predict(
         self, documents: Iterable[Document], *, batch_size: int = 256, model_version: str | None = None
     ) -> Iterator[tuple[Document, Prediction]]:

@@ -35,8 +35,10 @@ from ..atomic import atomic_write_text
 from ..convert import DocConverter
 from ..errors import AdapterError, UsageError
 from ..model import Document, LabelSchema, Prediction, Record
+from .diversity import parse_strategy, select_diverse, strategy_name
 from .learner import Learner
-from .strategies import Candidate, check_strategy, select_batch
+from .stopping import StabilityPoint, StoppingRule, dev_slope, prediction_items, stability
+from .strategies import Candidate, select_batch
 
 __all__ = ["STAGES", "ActiveLearningLoop", "RoundReport", "StageResult"]
 
@@ -60,6 +62,15 @@ class RoundReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     unusable: int = 0
     pool_docs_per_second: float | None = None
+    #: the stopping signal: this round's predictions on the stop set against the previous round's
+    kappa: float | None = None
+    agreement: float | None = None
+    stop_items: int | None = None
+    #: dev score gained per 100 labels since the previous round
+    dev_slope: float | None = None
+
+    def stability(self) -> StabilityPoint:
+        return StabilityPoint(self.round, self.kappa, self.agreement, self.stop_items or 0, self.dev_slope)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,8 +82,15 @@ class RoundReport:
     def summary(self) -> str:
         secs = ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
         dev = "n/a" if self.dev_score is None else f"{self.dev_score:.3f}"
+        signal = ""
+        if self.kappa is not None:
+            signal = f", kappa {self.kappa:.3f} (agreement {self.agreement:.3f})"
+        elif self.stop_items:
+            signal = ", kappa n/a (first model)"
+        if self.dev_slope is not None:
+            signal += f", dev slope {self.dev_slope:+.3f}/100 labels"
         return (
-            f"round {self.round}: {self.labels} labels (+{self.new_labels}), dev {dev}, "
+            f"round {self.round}: {self.labels} labels (+{self.new_labels}), dev {dev}{signal}, "
             f"{self.strategy}{' (cold start)' if self.cold_start else ''}; {secs}"
         )
 
@@ -112,6 +130,11 @@ class ActiveLearningLoop:
         score_batch_size: int = 256,
         align: str = "expand",
         resume: bool = True,
+        diversity: str | None = None,
+        diversity_pool: int = 10,
+        stability_sample: int = 500,
+        stop: StoppingRule | None = None,
+        seed: int = 0,
     ) -> None:
         if isinstance(adapter, str):
             from ..plugins import open_adapter
@@ -122,10 +145,18 @@ class ActiveLearningLoop:
             raise UsageError("batch must be at least 1")
         if not 0.0 < min_labelled <= 1.0:
             raise UsageError("min_labelled is a share of the pushed batch, in (0, 1]")
+        if diversity_pool < 1:
+            raise UsageError("diversity_pool must be at least 1")
+        if stop is not None and stability_sample < 1:
+            raise UsageError("a stopping rule needs a stop set: stability_sample must be at least 1")
         self.adapter = adapter
         self.learner = learner
         self.pool = pool
-        self.strategy = check_strategy(strategy)
+        self.strategy, self.diversity = parse_strategy(strategy, diversity)
+        self.diversity_pool = diversity_pool
+        self.stability_sample = stability_sample
+        self.stop = stop
+        self.seed = seed
         self.batch = batch
         self.oversample = max(1, oversample)
         self.dedup_threshold = dedup_threshold
@@ -160,12 +191,32 @@ class ActiveLearningLoop:
     def labelled_path(self) -> Path:
         return self.state_dir / "labelled.jsonl"
 
+    @property
+    def stop_set_path(self) -> Path:
+        """The fixed stop set: ``stability_sample`` pool documents drawn in round 0."""
+        return self.state_dir / "stop_set.jsonl"
+
+    @property
+    def stop_predictions_path(self) -> Path:
+        return self.state_dir / "stop_predictions.json"
+
+    @property
+    def method(self) -> str:
+        """The strategy with its diversity method, e.g. ``entropy+kcenter``."""
+        return strategy_name(self.strategy, self.diversity)
+
+    @property
+    def stopped(self) -> dict[str, Any] | None:
+        """Where the stopping rule fired (round, labels, rule), or ``None``."""
+        return self.state.get("stopped")
+
     def _fresh_state(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             "task": self.learner.task.value,
             "labels": list(self.learner.labels),
             "strategy": self.strategy,
+            "diversity": self.diversity,
             "batch": self.batch,
             "round": 0,
             "done": [],
@@ -179,6 +230,7 @@ class ActiveLearningLoop:
             "cold_start": False,
             "pool_docs_per_second": None,
             "history": [],
+            "stopped": None,
         }
 
     def _load_state(self) -> None:
@@ -280,19 +332,40 @@ class ActiveLearningLoop:
         self._expect("score")
         t0 = time.perf_counter()
         exclude = set(self.state["seen"])
+        diverse = self.diversity != "none"
+        stream = self._pool_documents()
+        sample: list[Document] | None = None
+        if self.stability_sample > 0 and not self.stop_set_path.exists():
+            # The stop set is drawn during this pass over the pool: no extra read of a large pool.
+            sample = []
+            stream = self._sampling(stream, sample)
         scores = self.learner.score_pool(
-            self._pool_documents(),
+            stream,
             self.strategy,
-            keep=self.batch * self.oversample,
+            keep=self.batch * (self.diversity_pool if diverse else self.oversample),
             batch_size=self.score_batch_size,
             exclude_ids=exclude,
             model_version=self.model_version,
         )
+        if sample is not None:
+            lines = [json.dumps(d.to_dict(), ensure_ascii=False) + "\n" for d in sample]
+            atomic_write_text(self.stop_set_path, "".join(lines))
         if not scores.candidates:
             raise UsageError(
                 f"The pool has no documents left to ask about ({scores.skipped} skipped as already selected or empty)."
             )
-        taken, dupes = select_batch(scores.candidates, self.batch, threshold=self.dedup_threshold)
+        if diverse and not scores.cold_start:
+            vectors = self.learner.doc_vectors([c.document for c in scores.candidates])
+            taken, dupes = select_diverse(
+                scores.candidates,
+                self.batch,
+                vectors,
+                diversity=self.diversity,
+                threshold=self.dedup_threshold,
+                seed=self.seed * 1000 + self.round,
+            )
+        else:
+            taken, dupes = select_batch(scores.candidates, self.batch, threshold=self.dedup_threshold)
         self.state["selected"] = [self._candidate_to_json(c, rank) for rank, c in enumerate(taken)]
         self.state["cold_start"] = scores.cold_start
         self.state["pool_docs_per_second"] = round(scores.docs_per_second, 1) if scores.scored else None
@@ -307,10 +380,63 @@ class ActiveLearningLoop:
                 "selected": len(taken),
                 "near_duplicates_skipped": len(dupes),
                 "strategy": scores.strategy,
+                "diversity": "none" if scores.cold_start else self.diversity,
+                "candidates": len(scores.candidates),
                 "cold_start": scores.cold_start,
                 "docs_per_second": scores.docs_per_second,
             },
         )
+
+    def _sampling(self, stream: Iterable[Document], sample: list[Document]) -> Iterable[Document]:
+        """Pass ``stream`` through while filling ``sample`` with a seeded reservoir sample of it."""
+        import random
+
+        rng = random.Random(self.seed * 7919 + 20172)
+        n = self.stability_sample
+        i = 0
+        for document in stream:
+            if document.text.strip():
+                if i < n:
+                    sample.append(document)
+                else:
+                    j = rng.randint(0, i)
+                    if j < n:
+                        sample[j] = document
+                i += 1
+            yield document
+
+    def stop_set(self) -> list[Document]:
+        if not self.stop_set_path.exists():
+            return []
+        with self.stop_set_path.open(encoding="utf-8") as fh:
+            return [Document.from_dict(json.loads(line)) for line in fh if line.strip()]
+
+    def _stability(self, dev_score: float | None) -> StabilityPoint | None:
+        """This round's predictions on the stop set against the previous round's (resumable)."""
+        history = self.history
+        slope = dev_slope(
+            [r.labels for r in history] + [int(self.state["labels_so_far"])],
+            [r.dev_score for r in history] + [dev_score],
+        )
+        stop_set = self.stop_set() if self.stability_sample > 0 else []
+        if not stop_set or not self.learner.fitted:
+            return StabilityPoint(self.round, None, None, 0, slope)
+        current = prediction_items(self.learner, stop_set, batch_size=self.score_batch_size)
+        previous: list[str] | None = None
+        if self.stop_predictions_path.exists():
+            saved = json.loads(self.stop_predictions_path.read_text(encoding="utf-8"))
+            if saved.get("round") == self.round - 1:
+                previous = saved["items"]
+            elif saved.get("round") == self.round:  # evaluate ran before and was interrupted
+                previous = saved.get("previous")
+        if previous is not None and len(previous) != len(current):
+            log.warning("The stop set's predictions changed shape (%d -> %d items)", len(previous), len(current))
+            previous = None
+        point = stability(previous, current, self.round, slope)
+        atomic_write_text(
+            self.stop_predictions_path, json.dumps({"round": self.round, "items": current, "previous": previous})
+        )
+        return point
 
     @property
     def model_version(self) -> str:
@@ -338,7 +464,7 @@ class ActiveLearningLoop:
         predictions: list[Prediction] = []
         for item in self.state["selected"]:
             meta = dict(item.get("meta") or {})
-            meta["al"] = {"round": self.round, "rank": item["rank"], "strategy": self.strategy, "score": item["score"]}
+            meta["al"] = {"round": self.round, "rank": item["rank"], "strategy": self.method, "score": item["score"]}
             documents.append(Document(id=item["id"], text=item["text"], meta=meta))
             if item.get("prediction") is not None:
                 predictions.append(Prediction.from_dict(item["prediction"]))
@@ -448,11 +574,12 @@ class ActiveLearningLoop:
         t0 = time.perf_counter()
         dev = self.dev_docs()
         scores = self.learner.evaluate(dev) if dev else {}
+        signal = self._stability(scores.get("score"))
         seconds = time.perf_counter() - t0
         self.state["stage_seconds"]["evaluate"] = round(seconds, 4)
         report = RoundReport(
             round=self.round,
-            strategy="random" if self.state["cold_start"] else self.strategy,
+            strategy="random" if self.state["cold_start"] else self.method,
             cold_start=bool(self.state["cold_start"]),
             selected=len(self.state["selected"]),
             labels=int(self.state["labels_so_far"]),
@@ -461,6 +588,10 @@ class ActiveLearningLoop:
             stage_seconds=dict(self.state["stage_seconds"]),
             unusable=int(self.state["unusable"]),
             pool_docs_per_second=self.state["pool_docs_per_second"],
+            kappa=signal.kappa if signal else None,
+            agreement=signal.agreement if signal else None,
+            stop_items=signal.items if signal and signal.items else None,
+            dev_slope=None if signal is None or signal.dev_slope is None else round(signal.dev_slope, 6),
         )
         self.state["history"].append(report.to_dict())
         # The round is complete: start the next one.
@@ -491,9 +622,12 @@ class ActiveLearningLoop:
     def run(
         self, rounds: int, *, timeout: float | None = None, on_round: Callable[[RoundReport], None] | None = None
     ) -> list[RoundReport]:
-        """Run until ``rounds`` rounds are complete in total (resuming counts the ones already done)."""
+        """Run until ``rounds`` rounds are complete in total (resuming counts the ones already done),
+        or until the loop's stopping rule fires (then :attr:`stopped` says where)."""
         reports: list[RoundReport] = []
         while self.round < rounds:
+            if self._check_stop(rounds):
+                break
             report = self.run_round(timeout=timeout)
             if report is None:
                 break
@@ -501,3 +635,22 @@ class ActiveLearningLoop:
             if on_round is not None:
                 on_round(report)
         return reports
+
+    def _check_stop(self, rounds: int) -> bool:
+        """Whether the stopping rule fires on the history so far; records it in the state."""
+        if self.stop is None:
+            return False
+        history = self.history
+        if not history or not self.stop.fires([r.stability() for r in history]):
+            return False
+        last = history[-1]
+        budget = rounds * self.batch
+        self.state["stopped"] = {
+            "round": last.round,
+            "labels": last.labels,
+            "rule": self.stop.describe(),
+            "budget_labels": budget,
+            "saved": round(max(0.0, 1.0 - last.labels / budget), 6) if budget else 0.0,
+        }
+        self.save()
+        return True

@@ -8,6 +8,11 @@ The learning curve (dev score against labels) is summarised by
   (1.0 = perfect from the first batch on);
 * **share to 95%**: the share of the pool that had to be labelled before the dev score first reached
   95% of the *full-data* score (the same Learner fit on the whole pool); ``nan`` when it never did.
+
+A strategy may carry a diversity method (``entropy+kcenter``, ``margin+badge``; see
+:mod:`annobridge.al.diversity`). With ``stability_sample`` > 0 every point also records the
+stopping signal (:mod:`annobridge.al.stopping`); with a ``stop`` rule a run ends when it fires, and
+the result says how many labels of the budget that saved.
 """
 
 from __future__ import annotations
@@ -28,10 +33,20 @@ from spacy.tokens import Doc
 from ..convert import DocConverter
 from ..errors import UsageError
 from ..model import LabelSchema, Record, TaskKind
+from .diversity import parse_strategy, select_diverse, strategy_name
 from .learner import Learner, LearnerConfig
-from .strategies import check_strategy, select_batch
+from .stopping import StabilityPoint, StoppingRule, dev_slope, prediction_items, reservoir_sample, stability
+from .strategies import select_batch
 
-__all__ = ["CurvePoint", "SimulationResult", "StrategySummary", "area_under_curve", "load_records", "simulate"]
+__all__ = [
+    "CurvePoint",
+    "SimulationResult",
+    "StopReport",
+    "StrategySummary",
+    "area_under_curve",
+    "load_records",
+    "simulate",
+]
 
 
 @dataclass
@@ -44,6 +59,25 @@ class CurvePoint:
     score: float
     fit_seconds: float
     score_seconds: float
+    #: the stopping signal against the previous round (None: first round, or not measured)
+    kappa: float | None = None
+    agreement: float | None = None
+    #: dev score gained per 100 labels since the previous round
+    dev_slope: float | None = None
+
+
+@dataclass
+class StopReport:
+    """Where a stopping rule fired in one run, and what it saved against the full budget."""
+
+    strategy: str
+    seed: int
+    round: int
+    labels: int
+    budget: int
+    saved: float
+    score: float
+    rule: str
 
 
 @dataclass
@@ -69,6 +103,12 @@ class SimulationResult:
     full_score: float
     points: list[CurvePoint] = field(default_factory=list)
     seconds: float = 0.0
+    stops: list[StopReport] = field(default_factory=list)
+
+    @property
+    def budget(self) -> int:
+        """Labels a run uses when nothing stops it: the cold-start batch and ``rounds`` more."""
+        return self.batch * (self.rounds + 1)
 
     def curve(self, strategy: str, seed: int) -> list[CurvePoint]:
         return [p for p in self.points if p.strategy == strategy and p.seed == seed]
@@ -173,6 +213,14 @@ class SimulationResult:
                 f"| {s.strategy} | {s.seeds} | {s.auc_mean:.3f} ± {s.auc_std:.3f} | {share} | "
                 f"{s.final_mean:.3f} ± {s.final_std:.3f} |"
             )
+        if self.stops:
+            rows += ["", "| strategy | seed | stopped after round | labels | of budget | labels saved | score |"]
+            rows.append("|---|---|---|---|---|---|---|")
+            for st in self.stops:
+                rows.append(
+                    f"| {st.strategy} | {st.seed} | {st.round} | {st.labels} | {st.budget} | {st.saved:.1%} | "
+                    f"{st.score:.3f} |"
+                )
         return "\n".join(rows)
 
 
@@ -243,15 +291,28 @@ def simulate(
     oversample: int = 4,
     score_batch_size: int = 256,
     progress: Callable[[CurvePoint], None] | None = None,
+    diversity: str | None = None,
+    diversity_pool: int = 10,
+    stability_sample: int | None = None,
+    stop: StoppingRule | None = None,
 ) -> SimulationResult:
-    """Run simulated active learning; see the module docstring. Returns every curve point."""
+    """Run simulated active learning; see the module docstring. Returns every curve point.
+
+    ``diversity`` applies to every strategy without one of its own (``entropy`` vs ``entropy+kcenter``);
+    a diverse batch is chosen among the ``batch × diversity_pool`` most uncertain documents.
+    ``stability_sample``: pool documents in the fixed stop set (default 500 with a ``stop`` rule,
+    else 0 = not measured).
+    """
     t_start = time.perf_counter()
     task = TaskKind(task)
     if isinstance(records, (str, os.PathLike)):
         records = load_records(records)
     if isinstance(dev, (str, os.PathLike)):
         dev = load_records(dev)
-    strategies = [check_strategy(s) for s in strategies]
+    specs = [parse_strategy(s, diversity) for s in strategies]
+    if diversity_pool < 1:
+        raise UsageError("diversity_pool must be at least 1")
+    n_stop = (500 if stop is not None else 0) if stability_sample is None else stability_sample
     if rounds < 0 or batch < 1:
         raise UsageError("rounds must be >= 0 and batch >= 1")
     all_records = list(records) + list(dev or [])
@@ -297,29 +358,49 @@ def simulate(
     )
     gold_by_id = {r.id: d for r, d in pool}
     documents = [r.document for r, _ in pool]
-    for strategy in strategies:
+    # The stop set: fixed across strategies and seeds, drawn from the (unlabelled) pool.
+    stop_set = reservoir_sample(documents, n_stop, seed=20172)
+    for strategy, div in specs:
+        name = strategy_name(strategy, div)
         for seed in seeds:
             learner = Learner(task, labels, config=replace(config, seed=seed), gpu=gpu)
             labelled: list[str] = []
+            previous: list[str] | None = None
+            signal: list[StabilityPoint] = []
+            curve: list[CurvePoint] = []
             for rnd in range(rounds + 1):
                 t0 = time.perf_counter()
                 scored = learner.score_pool(
                     documents,
                     strategy,
-                    keep=batch * oversample,
+                    keep=batch * (diversity_pool if div != "none" else oversample),
                     batch_size=score_batch_size,
                     exclude_ids=labelled,
                     with_predictions=False,
                     seed=seed * 1000 + rnd,
                 )
-                taken, _ = select_batch(scored.candidates, batch, threshold=dedup_threshold)
+                if div != "none" and not scored.cold_start:
+                    vectors = learner.doc_vectors([c.document for c in scored.candidates])
+                    taken, _ = select_diverse(
+                        scored.candidates, batch, vectors, diversity=div, threshold=dedup_threshold,
+                        seed=seed * 1000 + rnd,
+                    )  # fmt: skip
+                else:
+                    taken, _ = select_batch(scored.candidates, batch, threshold=dedup_threshold)
                 labelled.extend(c.document.id for c in taken)
                 t1 = time.perf_counter()
                 learner.fit([gold_by_id[i] for i in labelled])
                 t2 = time.perf_counter()
                 score = learner.evaluate(dev_gold)["score"]
+                slope = dev_slope([p.labels for p in curve] + [len(labelled)], [p.score for p in curve] + [score])
+                sig: StabilityPoint | None = None
+                if stop_set:
+                    current = prediction_items(learner, stop_set, batch_size=score_batch_size)
+                    sig = stability(previous, current, rnd, slope)
+                    previous = current
+                    signal.append(sig)
                 point = CurvePoint(
-                    strategy=strategy,
+                    strategy=name,
                     seed=seed,
                     round=rnd,
                     labels=len(labelled),
@@ -327,10 +408,28 @@ def simulate(
                     score=round(float(score), 6),
                     fit_seconds=round(t2 - t1, 3),
                     score_seconds=round(t1 - t0, 3),
+                    kappa=sig.kappa if sig else None,
+                    agreement=sig.agreement if sig else None,
+                    dev_slope=None if slope is None else round(slope, 6),
                 )
                 result.points.append(point)
+                curve.append(point)
                 if progress is not None:
                     progress(point)
+                if stop is not None and stop.fires(signal):
+                    result.stops.append(
+                        StopReport(
+                            strategy=name,
+                            seed=seed,
+                            round=rnd,
+                            labels=len(labelled),
+                            budget=result.budget,
+                            saved=round(1.0 - len(labelled) / result.budget, 6),
+                            score=round(float(score), 6),
+                            rule=stop.describe(),
+                        )
+                    )
+                    break
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -342,4 +441,6 @@ def summary_dict(result: SimulationResult) -> dict[str, Any]:
         "dev_size": result.dev_size,
         "full_score": result.full_score,
         "summaries": [asdict(s) for s in result.summaries()],
+        "budget": result.budget,
+        "stops": [asdict(s) for s in result.stops],
     }
