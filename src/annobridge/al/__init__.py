@@ -6,11 +6,14 @@ the ``gpu`` extra (CuPy).
 
 from __future__ import annotations
 
+from .diversity import DIVERSITY, kcenter_greedy, select_diverse
 from .gpu import Device, select_device
 from .learner import FitReport, Learner, LearnerConfig, PoolScores
+from .stopping import StoppingRule, cohen_kappa
 from .strategies import STRATEGIES, Candidate, ProbBatch, TopCandidates, select_batch, uncertainty
 
 __all__ = [
+    "DIVERSITY",
     "STRATEGIES",
     "Candidate",
     "Device",
@@ -19,8 +22,12 @@ __all__ = [
     "LearnerConfig",
     "PoolScores",
     "ProbBatch",
+    "StoppingRule",
     "TopCandidates",
+    "cohen_kappa",
+    "kcenter_greedy",
     "select_batch",
     "select_device",
+    "select_diverse",
     "uncertainty",
 ]
