@@ -313,6 +313,8 @@ def simulate(
     if diversity_pool < 1:
         raise UsageError("diversity_pool must be at least 1")
     n_stop = (500 if stop is not None else 0) if stability_sample is None else stability_sample
+    if stop is not None and n_stop < 1:
+        raise UsageError("a stopping rule needs a stop set: stability_sample must be at least 1")
     if rounds < 0 or batch < 1:
         raise UsageError("rounds must be >= 0 and batch >= 1")
     all_records = list(records) + list(dev or [])
