@@ -273,7 +273,7 @@ def main() -> None:
             "",
         ]
         sums = {s.strategy: s for s in result.summaries()}
-        for name in ("entropy+kcenter", "entropy+badge"):
+        for name in [st for st in STRATEGIES if "+" in st]:
             gap = sums[name].auc_mean - sums["entropy"].auc_mean
             spread = max(sums[name].auc_std, sums["entropy"].auc_std)
             verdict = "better" if gap > spread else ("worse" if -gap > spread else "no difference beyond the seed sd")
