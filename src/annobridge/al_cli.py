@@ -71,17 +71,25 @@ StopWhenOpt = Annotated[
 StopThresholdOpt = Annotated[float, typer.Option("--stop-threshold", help="Stable means the metric >= this")]
 StopRoundsOpt = Annotated[int, typer.Option("--stop-rounds", min=1, help="... in this many consecutive rounds")]
 StopMetricOpt = Annotated[str, typer.Option("--stop-metric", help="kappa (chance-corrected) or agreement")]
+StopMaxSlopeOpt = Annotated[
+    float | None,
+    typer.Option("--stop-max-slope", help="... and the dev score gains at most this per 100 labels (mean over them)"),
+]
 StopSampleOpt = Annotated[
     int, typer.Option("--stop-sample", min=0, help="Pool documents in the fixed stop set (0: no stopping signal)")
 ]
 
 
-def _stop_rule(when: str, threshold: float, rounds: int, metric: str) -> StoppingRule | None:
+def _stop_rule(
+    when: str, threshold: float, rounds: int, metric: str, max_slope: float | None = None
+) -> StoppingRule | None:
     from .al.stopping import StoppingRule
 
     if when not in STOP_WHEN:
         raise UsageError(f"--stop-when must be one of {', '.join(STOP_WHEN)}, not {when!r}")
-    return StoppingRule(threshold=threshold, rounds=rounds, metric=metric) if when == "stable" else None
+    if when != "stable":
+        return None
+    return StoppingRule(threshold=threshold, rounds=rounds, metric=metric, max_slope=max_slope)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -124,6 +132,7 @@ def run_command(
     stop_threshold: StopThresholdOpt = 0.99,
     stop_rounds: StopRoundsOpt = 3,
     stop_metric: StopMetricOpt = "kappa",
+    stop_max_slope: StopMaxSlopeOpt = None,
     stop_sample: StopSampleOpt = 500,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stop set and of badge sampling")] = 0,
 ) -> None:
@@ -146,7 +155,7 @@ def run_command(
             if dev is None:
                 raise UsageError("Give --labels, or --dev records to read the labels from.")
             label_list = LabelSchema.infer(task, load_records(str(dev))).labels
-        rule = _stop_rule(stop_when, stop_threshold, stop_rounds, stop_metric)
+        rule = _stop_rule(stop_when, stop_threshold, stop_rounds, stop_metric, stop_max_slope)
         learner = Learner(task, label_list, gpu=gpu, fit_mode=fit_mode)
         console.print(escape(f"Device: {learner.device.describe()}"))
         loop = ActiveLearningLoop(
@@ -227,6 +236,7 @@ def simulate_command(
     stop_threshold: StopThresholdOpt = 0.99,
     stop_rounds: StopRoundsOpt = 3,
     stop_metric: StopMetricOpt = "kappa",
+    stop_max_slope: StopMaxSlopeOpt = None,
     stop_sample: StopSampleOpt = 500,
 ) -> None:
     """Simulate active learning with the gold labels as the annotator; write the learning curves.
@@ -242,7 +252,7 @@ def simulate_command(
         from .al.diversity import parse_strategy, strategy_name
         from .al.simulate import CurvePoint
 
-        rule = _stop_rule(stop_when, stop_threshold, stop_rounds, stop_metric)
+        rule = _stop_rule(stop_when, stop_threshold, stop_rounds, stop_metric, stop_max_slope)
         main = strategy_name(*parse_strategy(strategy, diversity))
         strategies = list(dict.fromkeys([main, *(strategy_name(*parse_strategy(v)) for v in vs or [])]))
 

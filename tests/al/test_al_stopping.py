@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,13 @@ def test_rule_needs_k_consecutive_rounds() -> None:
     assert StoppingRule(metric="agreement", threshold=0.99, rounds=2).fires_at(history) == 3
     assert not StoppingRule().fires(history[:7]) and StoppingRule().fires(history)
     assert StoppingRule().describe() == "kappa >= 0.99 in 3 consecutive round(s)"
+    # With a slope condition: stable predictions are not enough while the dev score still climbs.
+    sloped = [replace(p, dev_slope=s) for p, s in zip(history, [None, 5, 4, 3, 2, 1.0, 0.5, 0.4], strict=True)]
+    assert StoppingRule(rounds=2, max_slope=0.5).fires_at(sloped) == 7  # mean of 0.5, 0.4
+    assert StoppingRule(rounds=2, max_slope=0.75).fires_at(sloped) == 6  # mean of 1.0, 0.5
+    assert StoppingRule(rounds=2, max_slope=0.1).fires_at(sloped) is None
+    assert StoppingRule(rounds=2, max_slope=0.1).fires_at(history) == 3  # no dev slopes: not checked
+    assert StoppingRule(max_slope=0.2).describe().endswith(", dev slope <= 0.2/100 labels")
     with pytest.raises(UsageError, match="stop metric"):
         StoppingRule(metric="f1")
     with pytest.raises(UsageError, match="threshold"):

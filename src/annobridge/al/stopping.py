@@ -101,11 +101,15 @@ class StoppingRule:
     """Stop once ``metric`` >= ``threshold`` in each of the last ``rounds`` rounds.
 
     The default (kappa >= 0.99 over 3 consecutive rounds) is Bloodgood & Vijay-Shanker's.
+    ``max_slope`` (optional): also require the dev curve to have flattened, i.e. the mean dev slope
+    (score per 100 labels) over those rounds <= ``max_slope``; rounds without a dev slope (no dev
+    set) do not count, and with none at all the condition is not checked.
     """
 
     threshold: float = 0.99
     rounds: int = 3
     metric: str = "kappa"
+    max_slope: float | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in STOP_METRICS:
@@ -122,8 +126,12 @@ class StoppingRule:
         """Whether the last ``rounds`` points all reach the threshold."""
         if len(history) < self.rounds:
             return False
-        values = [self.value(p) for p in history[-self.rounds :]]
-        return all(v is not None and v >= self.threshold for v in values)
+        window = history[-self.rounds :]
+        values = [self.value(p) for p in window]
+        if not all(v is not None and v >= self.threshold for v in values):
+            return False
+        slopes = [p.dev_slope for p in window if p.dev_slope is not None]
+        return self.max_slope is None or not slopes or sum(slopes) / len(slopes) <= self.max_slope
 
     def fires_at(self, history: Sequence[StabilityPoint]) -> int | None:
         """The index of the first point at which the rule fires, or ``None``."""
@@ -133,7 +141,10 @@ class StoppingRule:
         return None
 
     def describe(self) -> str:
-        return f"{self.metric} >= {self.threshold:g} in {self.rounds} consecutive round(s)"
+        text = f"{self.metric} >= {self.threshold:g} in {self.rounds} consecutive round(s)"
+        if self.max_slope is not None:
+            text += f", dev slope <= {self.max_slope:g}/100 labels"
+        return text
 
 
 def stability(
