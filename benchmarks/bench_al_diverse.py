@@ -49,8 +49,9 @@ from annobridge.al.stopping import StabilityPoint, StoppingRule  # noqa: E402
 from annobridge.model import Record  # noqa: E402
 
 STRATEGIES = ["entropy", "entropy+kcenter", "entropy+badge", "random"]
-RULES = [StoppingRule(), StoppingRule(threshold=0.95, rounds=2)]
+RULES = [StoppingRule(), StoppingRule(threshold=0.95, rounds=2), StoppingRule(max_slope=0.02)]
 STOP_SAMPLE = 300
+POOL_SWEEP = [2, 4]
 
 
 def cooking_records(path: Path, limit: int, seed: int) -> list[Record]:
@@ -110,7 +111,7 @@ def datasets(quick: bool, shared: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def _job(kind: str, spec: dict[str, Any], strategy: str, seed: int, full: float | None) -> Any:
+def _job(kind: str, spec: dict[str, Any], strategy: str, seed: int, full: float | None, dpool: int = 10) -> Any:
     """One simulation run (one strategy, one seed) in a worker process, or the full-data score."""
     if kind == "full":
         sim = simulate(
@@ -136,6 +137,7 @@ def _job(kind: str, spec: dict[str, Any], strategy: str, seed: int, full: float 
         config=spec["config"],
         full_score=full,
         stability_sample=STOP_SAMPLE,
+        diversity_pool=dpool,
     )
 
 
@@ -199,7 +201,7 @@ def plot_stopping(merged: dict[str, SimulationResult], specs: dict[str, dict[str
         twin.set_ylim(min([0.0] + [p.kappa for p in curve if p.kappa is not None]), 1.02)
         twin.axhline(0.99, color="tab:red", lw=0.6, ls=":")
         twin.set_ylabel("kappa vs previous round (stop set)", color="tab:red")
-        for rule, style in zip(RULES, ("-", "--"), strict=True):
+        for rule, style in zip(RULES, ("-", "--", "-."), strict=True):
             at = rule.fires_at(signal(curve))
             if at is not None:
                 ax.axvline(curve[at].labels, color="black", lw=1, ls=style, label=f"stop: {rule.describe()}")
@@ -236,10 +238,21 @@ def main() -> None:
             for st in STRATEGIES
             for seed in seeds
         }
+        # The candidate set's size (diversity_pool x batch) on SMS spam, the dataset where it matters most.
+        sweep: dict[tuple[int, str, int], Future[Any]] = {
+            (dp, st, seed): pool.submit(_job, "sim", specs["sms"], st, seed, full["sms"], dp)
+            for dp in POOL_SWEEP
+            for st in STRATEGIES
+            if "+" in st
+            for seed in seeds
+        }
         results: dict[str, list[SimulationResult]] = {k: [] for k in specs}
         for (k, st, seed), f in runs.items():
             results[k].append(f.result())
             print(f"done {k} {st} seed {seed} ({time.perf_counter() - t_start:.0f} s)", flush=True)
+        swept: dict[int, list[SimulationResult]] = {dp: [] for dp in POOL_SWEEP}
+        for (dp, _st, _seed), f in sweep.items():
+            swept[dp].append(f.result())
 
     merged = {k: merge(results[k], full[k]) for k in specs}
     lines = [
@@ -281,6 +294,32 @@ def main() -> None:
                 f"- {spec['name']}: {name} AUC − entropy AUC = {gap:+.3f} (largest seed sd {spread:.3f}): **{verdict}**"
             )
     lines += ["### Diverse vs plain uncertainty", "", *verdicts, ""]
+    lines += [
+        "### SMS spam: the size of the candidate set",
+        "",
+        "The diverse batch is chosen among the `diversity_pool × batch` most uncertain documents (default 10). "
+        "Same runs as above with smaller candidate sets:",
+        "",
+        "| diversity_pool | strategy | AUC (mean ± sd) | share to 95% | final score |",
+        "|---|---|---|---|---|",
+    ]
+    sms_sums = {s.strategy: s for s in merged["sms"].summaries()}
+    for dp in [*POOL_SWEEP, 10]:
+        sums_dp = sms_sums if dp == 10 else {s.strategy: s for s in merge(swept[dp], full["sms"]).summaries()}
+        for st in [st for st in STRATEGIES if "+" in st]:
+            sm = sums_dp[st]
+            share = f"{sm.share95_mean:.1%} ({sm.reached95}/{sm.seeds})"
+            if math.isnan(sm.share95_mean):
+                share = "not reached"
+            lines.append(
+                f"| {dp} | {st} | {sm.auc_mean:.3f} ± {sm.auc_std:.3f} | {share} | "
+                f"{sm.final_mean:.3f} ± {sm.final_std:.3f} |"
+            )
+    lines.append(
+        f"| – | entropy (top-k) | {sms_sums['entropy'].auc_mean:.3f} ± {sms_sums['entropy'].auc_std:.3f} | – | "
+        f"{sms_sums['entropy'].final_mean:.3f} ± {sms_sums['entropy'].final_std:.3f} |"
+    )
+    lines.append("")
     lines += [
         "### The stopping signal (entropy runs)",
         "",
