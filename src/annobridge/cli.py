@@ -98,6 +98,16 @@ def _command_line(*words: str | Path) -> str:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
+def _label_list(labels: str | None) -> list[str] | None:
+    """``--labels A,B``: the labels, blanks left out; None when the option is not given."""
+    return [label.strip() for label in labels.split(",") if label.strip()] if labels else None
+
+
+def _cursor_text(cursor: Any) -> str:
+    """A cursor as ``--since`` takes it back (a PullCursor's or a datetime's ``isoformat``)."""
+    return cursor.isoformat() if hasattr(cursor, "isoformat") else str(cursor)
+
+
 def _say_command(prefix: str, command: str) -> None:
     # no rich here: rich would wrap a long command onto two lines and read [brackets] as markup
     out_console.file.flush()
@@ -235,7 +245,7 @@ def export_cmd(
     from .export import NothingExportedError, export
 
     try:
-        label_list = [label.strip() for label in labels.split(",") if label.strip()] if labels else None
+        label_list = _label_list(labels)
         with _source_with_decisions(source, adjudicated) as adapter, _progress(
             "Exporting", adapter.count()
         ) as advance:
@@ -520,8 +530,7 @@ def pull_cmd(
             skipped, cursor = list(adapter.skipped), adapter.cursor
         if cursor_file is not None and cursor is not None:
             # only after the records are written: a failed pull leaves the old cursor, so nothing is missed
-            whole = json.dumps(cursor, ensure_ascii=False) if isinstance(cursor, dict) else (
-                cursor.isoformat() if hasattr(cursor, "isoformat") else str(cursor))
+            whole = json.dumps(cursor, ensure_ascii=False) if isinstance(cursor, dict) else _cursor_text(cursor)
             atomic_write_text(cursor_file, whole + "\n")
     except AnnobridgeError as exc:
         raise _fail(exc) from None
@@ -534,7 +543,7 @@ def pull_cmd(
         if cursor_file is not None:
             tail: list[str | Path] = ["--cursor-file", cursor_file]
         else:
-            tail = ["--since", cursor.isoformat() if hasattr(cursor, "isoformat") else str(cursor)]
+            tail = ["--since", _cursor_text(cursor)]
         _say_command(
             "Next incremental pull: ",
             _command_line("annobridge", "pull", redact(source), "-o", output, *tail),
@@ -573,7 +582,7 @@ def review_cmd(
         if only not in ("conflicts", "all"):
             raise UsageError(f"--only must be conflicts or all, not {only!r}")
         which: Only = "all" if only == "all" else "conflicts"
-        label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+        label_list = _label_list(labels)
         with open_adapter(source) as src, open_adapter(dest) as out:
             report = review(src, out, task=task, labels=label_list, only=which, sample=sample, seed=seed)
     except AnnobridgeError as exc:

@@ -38,13 +38,13 @@ def copy_cmd(
     Example: annobridge copy prodigy:prodigy.db?dataset=news labelstudio://127.0.0.1:8080/projects/7 --task ner
     """
     from .adapter import redact
-    from .cli import _command_line, _fail, _say_command, out_console
+    from .cli import _command_line, _cursor_text, _fail, _label_list, _say_command, out_console
     from .copy import copy_project, read_annotator_map
     from .plugins import open_adapter
 
     try:
         mapping = read_annotator_map(annotators) if annotators else None
-        label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+        label_list = _label_list(labels)
         with open_adapter(source) as src, open_adapter(dest) as out:
             report = copy_project(src, out, task=task, labels=label_list, annotators=mapping, since=since)
     except AnnobridgeError as exc:
@@ -72,7 +72,7 @@ def copy_cmd(
         for where, why in report.unreadable[:10]:
             out_console.print(f"  unreadable {escape(where)}: {escape(why)}")
     if report.cursor is not None:
-        value = report.cursor.isoformat() if hasattr(report.cursor, "isoformat") else str(report.cursor)
+        value = _cursor_text(report.cursor)
         words: list[str | Path] = ["annobridge", "copy", redact(source), redact(dest), "--task", task.value]
         if annotators:
             words += ["--annotators", annotators]
