@@ -369,19 +369,24 @@ class ProdigyAdapter(Adapter):
             if answer is not None:
                 task.setdefault("answer", answer)
             prepared.append(task)
+        return self._append(prepared)
+
+    def _append(self, tasks: list[dict[str, Any]]) -> int:
+        """Store finished tasks as they are: in the dataset and a new session (as Prodigy saves answers), or
+        appended to the JSONL file. Returns how many."""
         if self.is_db:
             dataset = self._need_dataset()
             db = self.db(create=True)
             db.add_dataset(dataset, {"description": "created by annobridge"})
             session = session_name()
             db.add_dataset(session, {"description": "annobridge import session"}, session=True)
-            return db.add_examples(prepared, [dataset, session])
+            return db.add_examples(tasks, [dataset, session])
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as fh:
-            for task in prepared:
+            for task in tasks:
                 fh.write(json.dumps(task, ensure_ascii=False) + "\n")
-        return len(prepared)
+        return len(tasks)
 
     def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
         self._check_writable()
@@ -443,7 +448,7 @@ class ProdigyAdapter(Adapter):
         built: list[tuple[Document, list[dict[str, Any]]]] = []
         for item in items:
             try:
-                tasks = [_version_task(item.document, name, pred, schema, view) for name, pred in item.versions.items()]
+                tasks = [_version_task(item.document, name, pred, schema) for name, pred in item.versions.items()]
             except TaskError as exc:
                 result.failed.append((item.document.id, str(exc)))
                 continue
@@ -521,16 +526,8 @@ class ProdigyAdapter(Adapter):
             if task["_input_hash"] not in inputs:  # the document arrives with this annotation
                 inputs.add(task["_input_hash"])
                 result.documents_created += 1
-        if new and self.is_db:
-            session = session_name()
-            db.add_dataset(session, {"description": "annobridge import session"}, session=True)
-            db.add_examples(new, [self._need_dataset(), session])
-        elif new:
-            assert self.path is not None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                for task in new:
-                    fh.write(json.dumps(task, ensure_ascii=False) + "\n")
+        if new:
+            self._append(new)
         return result
 
     def set_annotators_per_doc(self, n: int) -> str:
@@ -563,7 +560,7 @@ class ProdigyAdapter(Adapter):
 _REVIEW_VIEWS = {"ner": "ner_manual", "spans": "spans_manual", "textcat": "choice", "textcat_multilabel": "choice"}
 
 
-def _version_task(doc: Document, annotator: str, version: Prediction, schema: LabelSchema, view: str) -> dict[str, Any]:
+def _version_task(doc: Document, annotator: str, version: Prediction, schema: LabelSchema) -> dict[str, Any]:
     """One annotator's version as the accepted example Prodigy would have saved for them."""
     ann = Annotation(annotator, spans=list(version.spans), categories=dict(version.categories))
     return _annotation_task(doc, ann, schema)
