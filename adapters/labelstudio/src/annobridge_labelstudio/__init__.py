@@ -97,6 +97,7 @@ class LabelStudioAdapter(kit.Adapter):
         self.client = client
         self._label_config: LabelConfig | None = None
         self._users: dict[int, str] | None = None
+        self._user_rows: list[dict[str, Any]] | None = None
         #: annotations to send inline with new tasks, by document id (write_annotations' bulk path)
         self._inline_annotations: dict[str, list[dict[str, Any]]] = {}
         #: (document id, annotation id) of annotations an incremental pull found deleted
@@ -239,11 +240,17 @@ class LabelStudioAdapter(kit.Adapter):
                 result.created += 1
         return result
 
+    def _user_list(self) -> list[dict[str, Any]]:
+        """The server's users, read once (``/api/users/``) for both directions of the name mapping."""
+        if self._user_rows is None:
+            body = self.client.get_json("/api/users/")
+            self._user_rows = list(body if isinstance(body, list) else body.get("results", []))
+        return self._user_rows
+
     def _user_ids(self) -> dict[str, int]:
         """User id by e-mail and by username (the names a pull gives annotators)."""
         found: dict[str, int] = {}
-        body = self.client.get_json("/api/users/")
-        for user in body if isinstance(body, list) else body.get("results", []):
+        for user in self._user_list():
             for name in (user.get("email"), user.get("username")):
                 if name:
                     found.setdefault(str(name), int(user["id"]))
@@ -525,8 +532,7 @@ class LabelStudioAdapter(kit.Adapter):
         if self._users is None:
             self._users = {}
             try:
-                users = self.client.get_json("/api/users/")
-                for user in users if isinstance(users, list) else users.get("results", []):
+                for user in self._user_list():
                     self._users[int(user["id"])] = str(user.get("email") or user["id"])
             except kit.AdapterError:
                 pass  # annotators then show as their numeric ids
