@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .config import AdapterConfig, check_server_url
 from .config import is_loopback as _is_loopback
 from .errors import MissingDependencyError, UsageError
-from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record
+from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, TaskKind
 from .options import AdapterOptions, parse_options
 
 if TYPE_CHECKING:
@@ -409,6 +409,14 @@ class Adapter(ABC):
             raise UsageError(
                 f"Cannot {to} with {self.url}: the {self.scheme} adapter lacks {', '.join(missing)} (it can: {can})."
             )
+
+
+def labels_for(source: Adapter, records: Iterable[Record], task: TaskKind | str) -> list[str]:
+    """The labels for a destination project: those the source's project asks for, else those ``records`` use."""
+    asked = source.source_schema()
+    if asked is not None and asked.labels:
+        return sorted(asked.labels)
+    return sorted(LabelSchema.infer(task, records).labels)
 
 
 def filter_answers(record: Record, answers: Collection[Answer] | None) -> Record:

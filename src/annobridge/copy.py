@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .adapter import Adapter, ImportResult
+from .adapter import Adapter, ImportResult, labels_for
 from .errors import UsageError
 from .model import LabelSchema, Record, TaskKind
 
@@ -109,7 +109,7 @@ def copy_project(
     report.records = len(records)
     report.unreadable = list(source.skipped)
     report.cursor = source.cursor
-    schema = LabelSchema(task, sorted(labels) if labels else _labels(source, records, task))
+    schema = LabelSchema(task, sorted(labels) if labels else labels_for(source, records, task))
 
     # annotations first: a tool can create a missing document with its annotations in one bulk write
     writes = [(record.document, ann) for record in records for ann in record.annotations]
@@ -136,10 +136,3 @@ def copy_project(
         report.predictions.failed = [(d.id, "document refused") for d, _ in predictions if d.id in refused_docs]
         report.predictions.merge(dest.push_predictions((d, p) for d, p in predictions if d.id not in refused_docs))
     return report
-
-
-def _labels(source: Adapter, records: list[Record], task: TaskKind) -> list[str]:
-    asked = source.source_schema()
-    if asked is not None and asked.labels:
-        return sorted(asked.labels)
-    return sorted(LabelSchema.infer(task, records).labels)

@@ -27,7 +27,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .adapter import Adapter, ImportResult, redact
+from .adapter import Adapter, ImportResult, labels_for, redact
 from .errors import UsageError
 from .merge import latest_votes
 from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, TaskKind
@@ -201,23 +201,13 @@ def review(
         ranked = sorted(items, key=lambda item: _sample_rank(item.document.id, seed))
         report.not_sent[NOT_SAMPLED] = len(items) - sample
         items = ranked[:sample]
-    schema = LabelSchema(task, sorted(labels) if labels else _labels_of(items, source, task))
+    # the versions are what the reviewer will see: their labels, when the source's project does not say
+    sent = [Record(item.document, predictions=list(item.versions.values())) for item in items]
+    schema = LabelSchema(task, sorted(labels) if labels else labels_for(source, sent, task))
     if items:
         report.sent = dest.push_review(items, schema=schema)
         report.decisions_at, report.reviewer_command = dest.review_decisions(schema)
     return report
-
-
-def _labels_of(items: list[ReviewItem], source: Adapter, task: TaskKind) -> list[str]:
-    asked = source.source_schema()
-    if asked is not None and asked.labels:
-        return sorted(asked.labels)
-    found: set[str] = set()
-    for item in items:
-        for pred in item.versions.values():
-            found.update(s.label for s in pred.spans)
-            found.update(pred.categories)
-    return sorted(found)
 
 
 class Adjudicated(Adapter):
