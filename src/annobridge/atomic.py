@@ -86,10 +86,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=_TMP_SUFFIX, dir=target.parent)
     tmp = Path(tmp_name)
     try:
-        if "b" in mode:
-            fh: IO[Any] = os.fdopen(fd, "wb")
-        else:
-            fh = os.fdopen(fd, "w", encoding=encoding, newline="")
+        fh = fd_writer(fd, mode, encoding)
         with fh:
             yield fh
             fh.flush()
@@ -104,6 +101,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def fd_writer(fd: int, mode: str, encoding: str | None) -> IO[Any]:
+    """A temp file's descriptor opened for ``mode`` ("w": text, newlines kept as written; "wb": bytes)."""
+    if "b" in mode:
+        return os.fdopen(fd, "wb")
+    return os.fdopen(fd, "w", encoding=encoding, newline="")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:

@@ -257,11 +257,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     fd, tmp_name = tempfile.mkstemp(prefix=".annobridge-upload-", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
-        if "b" in mode:
-            fh: IO[Any] = os.fdopen(fd, "wb")
-        else:
-            fh = os.fdopen(fd, "w", encoding=encoding, newline="")
-        with fh:
+        from .atomic import fd_writer
+
+        with fd_writer(fd, mode, encoding) as fh:
             yield fh
         with _errors(url):
             _put(fs, tmp, fspath)
