@@ -1,0 +1,39 @@
+"""Shared fixtures of the Ray tests: one local Ray (2 CPUs) for the whole session.
+
+Starting Ray costs seconds, so every test in ``tests/ray`` shares one instance through
+``ray_local``; annobridge's own Ray code sees ``ray.is_initialized()`` and connects to it
+instead of starting (or shutting down) another.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The al helpers (data loading, gold docs, pool files) are shared with tests/al.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "al"))
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[object]:
+    """A local Ray with 2 CPUs, started once per session and shut down at its end."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            configure_logging=True,
+        )
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield ray
+    if started:
+        ray.shutdown()
