@@ -19,7 +19,9 @@ candidates (a bounded heap) are kept with their pre-annotations.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -45,6 +47,10 @@ from .strategies import Candidate, ProbBatch, TopCandidates, check_strategy, unc
 __all__ = ["BatchOutput", "FitReport", "Learner", "LearnerConfig", "PoolScores"]
 
 FIT_MODES = ("warm", "retrain")
+#: where ``score_pool`` runs: in this process, or on Ray Data (the ``ray`` extra)
+ENGINES = ("local", "ray")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,6 +113,9 @@ class PoolScores:
     skipped: int
     seconds: float
     cold_start: bool = False
+    #: ``local`` or ``ray``; on Ray, ``startup_seconds`` of ``seconds`` went to connecting and shipping the model
+    engine: str = "local"
+    startup_seconds: float = 0.0
 
     @property
     def docs_per_second(self) -> float:
@@ -537,7 +546,7 @@ class Learner:
 
     def score_pool(
         self,
-        documents: Iterable[Document],
+        documents: Iterable[Document] | str | os.PathLike[str],
         strategy: str,
         *,
         keep: int,
@@ -546,19 +555,57 @@ class Learner:
         model_version: str | None = None,
         with_predictions: bool = True,
         seed: int | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        workers: int | None = None,
     ) -> PoolScores:
         """Score every pool document and keep the ``keep`` most uncertain, best first.
 
+        ``documents``: Document objects, or a pool file (path or URL) read by :mod:`annobridge.readers`.
         Cold start: before the first fit there is no model to be unsure, so the scores are
         random (``cold_start=True``); the batch step still removes near-duplicates.
         ``random`` without ``with_predictions`` skips the model entirely.
+
+        ``engine="ray"`` scores on Ray Data (:mod:`annobridge.al.ray_engine`): on the cluster at
+        ``ray_address`` (``ray://host:10001``, ``auto``), else on a local Ray with ``workers`` CPUs.
+        The selection is the same as the local engine's for a fitted model; random scores (cold
+        start, ``random``) are a function of ``(seed, document id)`` there.
         """
         strategy = check_strategy(strategy)
+        if keep < 1:
+            raise UsageError("keep must be at least 1")
+        if engine not in ENGINES:
+            raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if workers is not None and workers < 1:
+            raise UsageError("workers must be at least 1")
+        version = model_version or self.name
+        if engine == "ray":
+            from .ray_engine import score_pool_ray
+
+            return score_pool_ray(
+                self,
+                documents,
+                strategy,
+                keep=keep,
+                batch_size=batch_size,
+                exclude_ids=exclude_ids,
+                model_version=version,
+                with_predictions=with_predictions,
+                seed=self.config.seed if seed is None else seed,
+                address=ray_address,
+                workers=workers,
+            )
+        if isinstance(documents, (str, os.PathLike)):
+            from ..readers import read_documents
+
+            documents = read_documents(
+                documents if isinstance(documents, str) else Path(documents),
+                on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
+            )
         cold = not self.fitted
         effective = "random" if cold else strategy
         rng = numpy.random.default_rng(seed) if seed is not None else self._pool_rng
         excluded = set(exclude_ids)
-        version = model_version or self.name
         top = TopCandidates(keep)
         skipped = 0
         index = 0
