@@ -75,6 +75,16 @@ StopMaxSlopeOpt = Annotated[
     float | None,
     typer.Option("--stop-max-slope", help="... and the dev score gains at most this per 100 labels (mean over them)"),
 ]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="Score the pool here (local) or on Ray Data (ray; the 'ray' extra)")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster for --engine ray: ray://host:10001 or auto (default: local)"),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Scoring actors for --engine ray (default: one per CPU)")
+]
 StopSampleOpt = Annotated[
     int, typer.Option("--stop-sample", min=0, help="Pool documents in the fixed stop set (0: no stopping signal)")
 ]
@@ -90,6 +100,23 @@ def _stop_rule(
     if when != "stable":
         return None
     return StoppingRule(threshold=threshold, rounds=rounds, metric=metric, max_slope=max_slope)
+
+
+def _check_engine(engine: str, address: str | None, workers: int | None) -> None:
+    from .al.learner import ENGINES
+
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine != "ray" and (address is not None or workers is not None):
+        raise UsageError("--address and --workers are for --engine ray")
+
+
+def _shutdown_ray(engine: str) -> None:
+    """Stop the local Ray this command started (a cluster it connected to keeps running)."""
+    if engine == "ray":
+        from .al import ray_engine
+
+        ray_engine.shutdown()
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -135,6 +162,9 @@ def run_command(
     stop_max_slope: StopMaxSlopeOpt = None,
     stop_sample: StopSampleOpt = 500,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stop set and of badge sampling")] = 0,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Run the loop: push the least certain pool documents to SOURCE, wait, pull, retrain, evaluate.
 
@@ -142,9 +172,11 @@ def run_command(
     pulls them, retrains and scores --dev. State is saved after every stage: the same command resumes.
     Every round prints the stopping signal (kappa between this and the last model's predictions on a fixed
     sample of the pool); --stop-when stable ends the loop once it stays above --stop-threshold.
+    --engine ray scores the pool on Ray Data (local Ray, or the cluster at --address); same selection.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     try:
+        _check_engine(engine, address, workers)
         from .al.learner import Learner
         from .al.loop import ActiveLearningLoop
         from .al.simulate import load_records
@@ -174,12 +206,17 @@ def run_command(
             stability_sample=stop_sample,
             stop=rule,
             seed=seed,
+            engine=engine,
+            ray_address=address,
+            workers=workers,
         )
         if loop.round or loop.state["done"]:
             console.print(escape(f"Resuming round {loop.round} at stage {loop.next_stage!r} ({state})"))
         reports = loop.run(rounds, on_round=lambda r: console.print(escape(r.summary())))
     except AnnobridgeError as exc:
         raise _fail(exc) from None
+    finally:
+        _shutdown_ray(engine)
     stopped = loop.stopped
     if stopped is not None:
         console.print(
@@ -238,12 +275,19 @@ def simulate_command(
     stop_metric: StopMetricOpt = "kappa",
     stop_max_slope: StopMaxSlopeOpt = None,
     stop_sample: StopSampleOpt = 500,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (and Ray's own output)")] = False,
 ) -> None:
     """Simulate active learning with the gold labels as the annotator; write the learning curves.
 
     --diversity applies to --strategy (and to any --vs without its own: --vs entropy+kcenter names one).
+    --engine ray scores the pool on Ray Data every round; cold-start batches are then drawn by document id.
     """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     try:
+        _check_engine(engine, address, workers)
         from .al.learner import LearnerConfig
         from .al.simulate import simulate, summary_dict
 
@@ -284,6 +328,9 @@ def simulate_command(
             diversity_pool=diversity_pool,
             stability_sample=stop_sample,
             stop=rule,
+            engine=engine,
+            ray_address=address,
+            workers=workers,
         )
         out.mkdir(parents=True, exist_ok=True)
         result.write_csv(out / "curve.csv")
@@ -293,6 +340,8 @@ def simulate_command(
             result.plot(out / "curve.png")
     except AnnobridgeError as exc:
         raise _fail(exc) from None
+    finally:
+        _shutdown_ray(engine)
     Console().print(f"full-data score {result.full_score:.3f} (pool {result.pool_size}, dev {result.dev_size})")
     Console().print(result.to_markdown())
     for st in result.stops:

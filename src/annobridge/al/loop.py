@@ -135,6 +135,9 @@ class ActiveLearningLoop:
         stability_sample: int = 500,
         stop: StoppingRule | None = None,
         seed: int = 0,
+        engine: str = "local",
+        ray_address: str | None = None,
+        workers: int | None = None,
     ) -> None:
         if isinstance(adapter, str):
             from ..plugins import open_adapter
@@ -149,6 +152,16 @@ class ActiveLearningLoop:
             raise UsageError("diversity_pool must be at least 1")
         if stop is not None and stability_sample < 1:
             raise UsageError("a stopping rule needs a stop set: stability_sample must be at least 1")
+        from .learner import ENGINES
+
+        if engine not in ENGINES:
+            raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if workers is not None and workers < 1:
+            raise UsageError("workers must be at least 1")
+        if engine == "ray":
+            from .ray_engine import import_ray
+
+            import_ray()  # the install hint at construction, not at the first score stage
         self.adapter = adapter
         self.learner = learner
         self.pool = pool
@@ -157,6 +170,10 @@ class ActiveLearningLoop:
         self.stability_sample = stability_sample
         self.stop = stop
         self.seed = seed
+        #: where the score stage runs (``ray``: Ray Data, see annobridge.al.ray_engine)
+        self.engine = engine
+        self.ray_address = ray_address
+        self.workers = workers
         self.batch = batch
         self.oversample = max(1, oversample)
         self.dedup_threshold = dedup_threshold
@@ -333,12 +350,22 @@ class ActiveLearningLoop:
         t0 = time.perf_counter()
         exclude = set(self.state["seen"])
         diverse = self.diversity != "none"
-        stream = self._pool_documents()
+        documents = self._pool_documents()
+        stream: Iterable[Document] | str | os.PathLike[str] = documents
         sample: list[Document] | None = None
-        if self.stability_sample > 0 and not self.stop_set_path.exists():
+        draw = self.stability_sample > 0 and not self.stop_set_path.exists()
+        if self.engine == "ray" and isinstance(self.pool, (str, os.PathLike)):
+            # Ray reads a pool file on its workers; the stop set is then drawn in a pass of its
+            # own here (once per loop, in round 0), the same documents as the local engine draws.
+            if draw:
+                sample = []
+                for _ in self._sampling(documents, sample):
+                    pass
+            stream = self.pool
+        elif draw:
             # The stop set is drawn during this pass over the pool: no extra read of a large pool.
             sample = []
-            stream = self._sampling(stream, sample)
+            stream = self._sampling(documents, sample)
         scores = self.learner.score_pool(
             stream,
             self.strategy,
@@ -346,6 +373,9 @@ class ActiveLearningLoop:
             batch_size=self.score_batch_size,
             exclude_ids=exclude,
             model_version=self.model_version,
+            engine=self.engine,
+            ray_address=self.ray_address,
+            workers=self.workers,
         )
         if sample is not None:
             lines = [json.dumps(d.to_dict(), ensure_ascii=False) + "\n" for d in sample]

@@ -359,7 +359,7 @@ def score_pool_ray(
     seed: int,
     address: str | None = None,
     workers: int | None = None,
-    window: int = WINDOW,
+    window: int | None = None,
 ) -> PoolScores:
     """The Ray engine behind :meth:`Learner.score_pool`; see the module docstring."""
     from .learner import PoolScores
@@ -430,7 +430,7 @@ def score_pool_ray(
                 source if isinstance(source, str) else Path(source),
                 on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
             )
-        for docs, skipped in _windows(source, exclude, window):
+        for docs, skipped in _windows(source, exclude, window or WINDOW):
             state["skipped"] += skipped
             if docs:
                 rows = [{"pos": p, "id": d.id, "text": d.text} for p, d in enumerate(docs)]

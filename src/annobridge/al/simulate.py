@@ -295,13 +295,18 @@ def simulate(
     diversity_pool: int = 10,
     stability_sample: int | None = None,
     stop: StoppingRule | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> SimulationResult:
     """Run simulated active learning; see the module docstring. Returns every curve point.
 
     ``diversity`` applies to every strategy without one of its own (``entropy`` vs ``entropy+kcenter``);
     a diverse batch is chosen among the ``batch × diversity_pool`` most uncertain documents.
     ``stability_sample``: pool documents in the fixed stop set (default 500 with a ``stop`` rule,
-    else 0 = not measured).
+    else 0 = not measured). ``engine="ray"`` scores the pool on Ray Data every round (``ray_address``:
+    a cluster; else a local Ray with ``workers`` CPUs); cold-start batches are then drawn by
+    ``(seed, document id)`` instead of the local engine's generator.
     """
     t_start = time.perf_counter()
     task = TaskKind(task)
@@ -317,6 +322,14 @@ def simulate(
         raise UsageError("a stopping rule needs a stop set: stability_sample must be at least 1")
     if rounds < 0 or batch < 1:
         raise UsageError("rounds must be >= 0 and batch >= 1")
+    from .learner import ENGINES
+
+    if engine not in ENGINES:
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "ray":
+        from .ray_engine import import_ray
+
+        import_ray()  # the install hint now, not after the full-data fit
     all_records = list(records) + list(dev or [])
     if labels is None:
         labels = LabelSchema.infer(task, all_records).labels
@@ -380,6 +393,9 @@ def simulate(
                     exclude_ids=labelled,
                     with_predictions=False,
                     seed=seed * 1000 + rnd,
+                    engine=engine,
+                    ray_address=ray_address,
+                    workers=workers,
                 )
                 if div != "none" and not scored.cold_start:
                     vectors = learner.doc_vectors([c.document for c in scored.candidates])
