@@ -234,6 +234,19 @@ def export_cmd(
             "join as ground truth; use with --merge ground_truth."
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local, or ray: convert to DocBin shards in parallel Ray tasks (the ray extra, --format spacy); "
+            "the same docs per split."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="--engine ray: the Ray cluster to connect to (default: start a local Ray).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="--engine ray: conversion tasks at a time (default: the cluster's CPUs).")
+    ] = None,
 ) -> None:
     """Convert annotations to spaCy training data: train/dev/test, a manifest and a report.
 
@@ -268,6 +281,9 @@ def export_cmd(
                 write_config=config,
                 force=force,
                 progress=advance,
+                engine=engine,
+                ray_address=address,
+                workers=workers,
             )
     except NothingExportedError as exc:
         if as_json:

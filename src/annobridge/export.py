@@ -21,11 +21,12 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 import spacy
 import srsly
 from spacy.language import Language
+from spacy.tokens import Doc
 
 from . import remote
 from .adapter import Adapter
@@ -38,7 +39,7 @@ from .merge import POLICY_REASONS, Policy
 from .model import Answer, LabelSchema, Record, TaskKind
 from .split import SplitSpec, StratifiedAssigner, parse_split
 
-__all__ = ["POLICY_REASONS", "ExportReport", "NothingExportedError", "export", "is_export_dir", "load_nlp"]
+__all__ = ["ENGINES", "POLICY_REASONS", "ExportReport", "NothingExportedError", "export", "is_export_dir", "load_nlp"]
 
 _MAX_EXAMPLES = 20
 
@@ -248,6 +249,9 @@ def export(
     write_config: bool = False,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> ExportReport:
     """Export a source's annotations as spaCy training data under ``out_dir``.
 
@@ -276,6 +280,12 @@ def export(
         raise UsageError("--stratify works on category labels: use it with textcat tasks")
     if shard_size < 1:
         raise UsageError(f"--shard-size must be at least 1, not {shard_size}")
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "ray":
+        from .export_ray import check_ray_options
+
+        check_ray_options(format, workers)  # before anything is read or written
     spec = split if isinstance(split, SplitSpec) else parse_split(split, seed)
     policy_obj = Policy(policy)
     if policy_obj.name == "dawid-skene" and task_kind.is_span_task:
@@ -323,69 +333,36 @@ def export(
 
         label_set: set[str] = set(schema.labels)
         groups = _GroupTally(group_by)
-        max_length = nlp.max_length
-        spans_seen = 0
         records = _read_spool(spool) if spool is not None else adapter.pull(answers=answers)
         with (staged / "manifest.jsonl").open("w", encoding="utf-8") as manifest:
-            for record in _counted(records, report):
-                reason = _unfit_text(record.text, max_length)
-                if reason is None:
-                    try:
-                        result = converter.convert(record)
-                    except UnicodeError:
-                        reason = "text contains a lone surrogate (not valid Unicode)"
-                    except (ValueError, RecursionError, OverflowError) as exc:
-                        reason = f"could not be converted ({type(exc).__name__}: {str(exc)[:120]})"
-                if reason is not None:
-                    report.records_skipped[reason] += 1
-                    report._example(reason, record.id)
-                    if progress is not None:
-                        progress(1)
-                    continue
-                if result.conflict:
-                    report.conflicts[result.conflict] += 1
-                report.disputed_spans.update(result.disputed_spans)
-                report.outvoted_spans.update(result.outvoted_spans)
-                for event in result.span_events:
-                    report._span_note(event.kind, event.why, event.doc_id or record.id)
-                report.answers_superseded += result.superseded
-                if result.merged is not None:
-                    spans_seen += len(result.merged.spans) + len(result.merged.incorrect_spans)
-                unfit = None if result.doc is None else writer_kind.cannot_hold(result.doc)
-                if result.doc is None or unfit is not None:
-                    reason = unfit or result.reason or "not converted"
-                    report.records_skipped[reason] += 1
-                    report._example(reason, record.id)
-                else:
-                    key = _split_key(record, group_by)
-                    groups.add(record, key)
-                    split_name = assign(key)
-                    writer = writers.get(split_name)
+            ledger = Ledger(report, groups, manifest, progress)
+            if engine == "ray":
+                from .export_ray import convert_on_ray
+
+                convert_on_ray(
+                    _counted(records, report),
+                    ledger,
+                    converter,
+                    place=lambda record: _place(record, group_by, assign),
+                    staged=staged,
+                    shard_size=shard_size,
+                    address=ray_address,
+                    workers=workers,
+                    shown=shown,
+                )
+            else:
+                max_length = nlp.max_length
+                for record in _counted(records, report):
+                    outcome, doc = convert_record(converter, writer_kind, record, max_length)
+                    place = _place(record, group_by, assign)
+                    if doc is None:
+                        ledger.account(outcome, place)
+                        continue
+                    writer = writers.get(place.split)
                     if writer is None:
-                        writer = writers[split_name] = make_writer(format, staged, split_name, shard_size)
-                    file, index = writer.add(result.doc, record)
-                    report.records_exported += 1
-                    report.docs_per_split[split_name] += 1
-                    split_labels = report.labels_per_split.get(split_name)
-                    if split_labels is None:
-                        split_labels = report.labels_per_split[split_name] = Counter()
-                    for label in result.labels:
-                        split_labels[label] += 1
-                    if result.merged:
-                        for annotator in result.merged.annotators:
-                            report.annotators[annotator] += 1
-                    report.incorrect_spans += result.incorrect_spans
-                    report.missing_tokens += result.missing_tokens
-                    if result.missing_tokens or result.disputed_spans:
-                        report.docs_with_disputes += 1
-                    # split and file names are plain ASCII we made; only the ids need JSON escaping
-                    native = f', "native_ids": {srsly.json_dumps(record.native_ids)}' if record.native_ids else ""
-                    manifest.write(
-                        f'{{"id": {srsly.json_dumps(record.id)}, "split": "{split_name}", '
-                        f'"file": "{file}", "index": {index}{native}}}\n'
-                    )
-                if progress is not None:
-                    progress(1)
+                        writer = writers[place.split] = make_writer(format, staged, place.split, shard_size)
+                    file, index = writer.add(doc, record)
+                    ledger.account(outcome, place, file, index)
         if spool is not None:
             spool.unlink()
         for where, reason in adapter.skipped:
@@ -399,6 +376,7 @@ def export(
             report.offset_units_decided[f"{unit} by {basis}" if unit else basis] += n
         for name in list(writers):
             report.files[name] = writers.pop(name).close()
+        spans_seen = ledger.spans_seen
         for split_labels in report.labels_per_split.values():
             label_set.update(split_labels)
         report.labels = sorted(label_set)
@@ -435,6 +413,143 @@ def export(
             adapter.close()
 
 
+#: where ``export(engine=...)`` converts records to Docs
+ENGINES = ("local", "ray")
+
+
+class Place(NamedTuple):
+    """Where a record goes if it is exported, and what its manifest line and ``--group-by`` tally need.
+
+    Decided on the driver from the record alone (the split hashes its key), so an engine that converts
+    elsewhere sends the record away and keeps only this.
+    """
+
+    id: str
+    native_ids: dict[str, Any] | None
+    split: str
+    key: str
+    has_group_key: bool
+
+
+def _place(record: Record, group_by: str | None, assign: Callable[[str], str]) -> Place:
+    key = _split_key(record, group_by)
+    has_key = group_by is not None and group_by in record.document.meta
+    return Place(record.id, record.native_ids or None, assign(key), key, has_key)
+
+
+@dataclass
+class RecordOutcome:
+    """What converting one record tells the report: everything of the result but its Doc.
+
+    Plain data, so a Ray worker can send it back to the driver, which tallies it with :class:`Ledger`
+    exactly as the local engine does. ``reason`` is set when the record is skipped.
+    """
+
+    reason: str | None = None
+    conflict: str | None = None
+    disputed_spans: dict[str, int] = field(default_factory=dict)
+    outvoted_spans: dict[str, int] = field(default_factory=dict)
+    #: (kind, why, doc id) per span repair or drop
+    span_events: list[tuple[str, str, str]] = field(default_factory=list)
+    superseded: int = 0
+    #: spans the merged record proposed (ner/spans: a task with none at all is refused)
+    spans_seen: int = 0
+    labels: list[str] = field(default_factory=list)
+    annotators: list[str] = field(default_factory=list)
+    incorrect_spans: int = 0
+    missing_tokens: int = 0
+
+
+def convert_record(
+    converter: DocConverter, writer_kind: type[SplitWriter], record: Record, max_length: int
+) -> tuple[RecordOutcome, Doc | None]:
+    """Convert one record: its outcome, and its Doc when it is exported (None when skipped).
+
+    The one place a record becomes a Doc, for both engines (the Ray engine runs it in its workers).
+    """
+    reason = _unfit_text(record.text, max_length)
+    if reason is None:
+        try:
+            result = converter.convert(record)
+        except UnicodeError:
+            reason = "text contains a lone surrogate (not valid Unicode)"
+        except (ValueError, RecursionError, OverflowError) as exc:
+            reason = f"could not be converted ({type(exc).__name__}: {str(exc)[:120]})"
+    if reason is not None:
+        return RecordOutcome(reason=reason), None
+    merged = result.merged
+    outcome = RecordOutcome(
+        conflict=result.conflict,
+        disputed_spans=dict(result.disputed_spans),
+        outvoted_spans=dict(result.outvoted_spans),
+        span_events=[(event.kind, event.why, event.doc_id or record.id) for event in result.span_events],
+        superseded=result.superseded,
+        spans_seen=0 if merged is None else len(merged.spans) + len(merged.incorrect_spans),
+        labels=list(result.labels),
+        annotators=[] if merged is None else list(merged.annotators),
+        incorrect_spans=result.incorrect_spans,
+        missing_tokens=result.missing_tokens,
+    )
+    unfit = None if result.doc is None else writer_kind.cannot_hold(result.doc)
+    if result.doc is None or unfit is not None:
+        outcome.reason = unfit or result.reason or "not converted"
+        return outcome, None
+    return outcome, result.doc
+
+
+class Ledger:
+    """Tallies record outcomes into the report and writes the manifest, in the records' order.
+
+    Both engines account every record here, so the report and the manifest cannot differ by engine.
+    """
+
+    def __init__(
+        self, report: ExportReport, groups: _GroupTally, manifest: IO[str], progress: Callable[[int], None] | None
+    ) -> None:
+        self.report, self.groups, self.manifest, self.progress = report, groups, manifest, progress
+        self.spans_seen = 0
+
+    def account(self, outcome: RecordOutcome, place: Place, file: str | None = None, index: int = 0) -> None:
+        """One record: skipped (``outcome.reason``) or exported to ``file`` at ``index``."""
+        report = self.report
+        if outcome.conflict:
+            report.conflicts[outcome.conflict] += 1
+        report.disputed_spans.update(outcome.disputed_spans)
+        report.outvoted_spans.update(outcome.outvoted_spans)
+        for kind, why, doc_id in outcome.span_events:
+            report._span_note(kind, why, doc_id)
+        report.answers_superseded += outcome.superseded
+        self.spans_seen += outcome.spans_seen
+        if outcome.reason is not None or file is None:
+            reason = outcome.reason or "not converted"
+            report.records_skipped[reason] += 1
+            report._example(reason, place.id)
+        else:
+            split_name = place.split
+            self.groups.add(place.key, place.has_group_key)
+            report.records_exported += 1
+            report.docs_per_split[split_name] += 1
+            split_labels = report.labels_per_split.get(split_name)
+            if split_labels is None:
+                split_labels = report.labels_per_split[split_name] = Counter()
+            for label in outcome.labels:
+                split_labels[label] += 1
+            for annotator in outcome.annotators:
+                report.annotators[annotator] += 1
+            report.incorrect_spans += outcome.incorrect_spans
+            report.missing_tokens += outcome.missing_tokens
+            if outcome.missing_tokens or outcome.disputed_spans:
+                report.docs_with_disputes += 1
+            # split and file names are plain ASCII we made; only the ids need JSON escaping
+            native = f', "native_ids": {srsly.json_dumps(place.native_ids)}' if place.native_ids else ""
+            self.manifest.write(
+                f'{{"id": {srsly.json_dumps(place.id)}, "split": "{split_name}", '
+                f'"file": "{file}", "index": {index}{native}}}\n'
+            )
+        if self.progress is not None:
+            self.progress(1)
+
+
 def _unfit_text(text: str, max_length: int) -> str | None:
     """Why spaCy cannot take this text at all (checked before tokenizing), or None."""
     if len(text) > max_length:
@@ -467,11 +582,12 @@ class _GroupTally:
         self.missing = 0
         self.docs = 0
 
-    def add(self, record: Record, key: str) -> None:
+    def add(self, key: str, has_key: bool) -> None:
+        """One exported document: its split key, and whether its meta had the ``--group-by`` key."""
         if self.group_by is None:
             return
         self.docs += 1
-        if self.group_by in record.document.meta:
+        if has_key:
             if len(self.groups) < 2:  # only "one group or more" matters; keep memory flat
                 self.groups.add(key)
         else:
