@@ -42,6 +42,7 @@ from spacy.util import fix_random_seed, minibatch
 from ..errors import UsageError
 from ..model import Document, Prediction, Span, TaskKind
 from .gpu import Device, select_device, to_host
+from .pipeline import component_config, is_initialized, load_pipeline, prepare_pipeline
 from .strategies import Candidate, ProbBatch, TopCandidates, check_strategy, uncertainty
 
 __all__ = ["BatchOutput", "FitReport", "Learner", "LearnerConfig", "PoolScores"]
@@ -167,6 +168,7 @@ class Learner:
         component: str | None = None,
         config: LearnerConfig | None = None,
         gpu: int | None = None,
+        _added: bool = False,
         **overrides: Any,
     ) -> None:
         self.task = TaskKind(task)
@@ -185,6 +187,12 @@ class Learner:
         # The device first: models keep the Ops current when they are created.
         self.device: Device = select_device(gpu)
         self._user_nlp = nlp is not None
+        #: a component added to a user's pipeline runs on tokens alone: no upstream component is run for it
+        self._added = _added
+        #: the pipeline a from_pipeline Learner was loaded from (``retrain`` after a resume goes back to it)
+        self.base_pipeline: str | None = None
+        #: what from_pipeline found, switched or added (for the user)
+        self.notes: list[str] = []
         self.component = component or ("ner" if self.task == TaskKind.NER else self._factory())
         self.nlp: Language = nlp if nlp is not None else self._build()
         self._check_component()
@@ -204,54 +212,48 @@ class Learner:
             TaskKind.SPANS: "spancat",
         }[self.task]
 
-    def _tok2vec(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "@architectures": "spacy.HashEmbedCNN.v2",
-            "pretrained_vectors": None,
-            "width": c.width,
-            "depth": c.depth,
-            "embed_size": c.embed_size,
-            "window_size": 1,
-            "maxout_pieces": 3,
-            "subword_features": True,
-        }
-
     def _build(self) -> Language:
-        c = self.config
-        nlp = spacy.blank(c.lang)
-        if self.task in (TaskKind.TEXTCAT, TaskKind.TEXTCAT_MULTILABEL):
-            model = {
-                "@architectures": "spacy.TextCatBOW.v3",
-                "exclusive_classes": self.task == TaskKind.TEXTCAT,
-                "ngram_size": c.ngram_size,
-                "no_output_layer": False,
-            }
-            pipe = nlp.add_pipe(self._factory(), name=self.component, config={"model": model})
-        elif self.task == TaskKind.NER:
-            pipe = nlp.add_pipe(
-                "beam_ner",
-                name=self.component,
-                config={
-                    "beam_width": c.beam_width,
-                    "beam_density": c.beam_density,
-                    "beam_update_prob": 0.5,
-                    "model": {"hidden_width": 64, "tok2vec": self._tok2vec()},
-                },
-            )
-        else:
-            pipe = nlp.add_pipe(
-                "spancat",
-                name=self.component,
-                config={
-                    "spans_key": c.spans_key,
-                    "suggester": {"@misc": "spacy.ngram_suggester.v1", "sizes": list(c.ngram_sizes)},
-                    "model": {"tok2vec": self._tok2vec()},
-                },
-            )
+        nlp = spacy.blank(self.config.lang)
+        factory, cfg = component_config(self.task, self.config)
+        pipe = nlp.add_pipe(factory, name=self.component, config=cfg)
         for label in self.labels:
             pipe.add_label(label)  # type: ignore[attr-defined]
         return nlp
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipeline: str | Path | Language,
+        task: TaskKind | str,
+        labels: Sequence[str],
+        *,
+        component: str | None = None,
+        config: LearnerConfig | None = None,
+        gpu: int | None = None,
+        **overrides: Any,
+    ) -> Learner:
+        """A Learner that fine-tunes a component of your own spaCy pipeline (see ``annobridge.al.pipeline``).
+
+        ``pipeline``: an installed package name, a pipeline folder (``spacy train``'s ``model-best``) or
+        a loaded ``Language``. ``learner.notes`` says what was found, switched or added.
+        """
+        config = config or LearnerConfig()
+        for key, value in overrides.items():
+            if key not in LearnerConfig.__dataclass_fields__:
+                raise TypeError(f"Unknown Learner setting {key!r}")
+            setattr(config, key, value)
+        select_device(gpu)  # before the pipeline is loaded, so its weights land on the device
+        nlp = pipeline if isinstance(pipeline, Language) else load_pipeline(pipeline)
+        prepared = prepare_pipeline(nlp, task, labels, component=component, config=config)
+        learner = cls(task, prepared.labels, nlp=prepared.nlp, component=prepared.component, config=config, gpu=gpu,
+                      _added=prepared.added)
+        learner.base_pipeline = None if isinstance(pipeline, Language) else str(pipeline)
+        learner.notes = prepared.notes
+        # A trained target can score the pool before any fit: no random cold start.
+        learner.fitted = prepared.trained
+        if prepared.trained:
+            learner._snapshot = learner.nlp.to_bytes()  # what ``retrain`` goes back to
+        return learner
 
     def _check_component(self) -> None:
         if self.component not in self.nlp.pipe_names:
@@ -270,8 +272,11 @@ class Learner:
                 raise UsageError(f"Component {self.component!r} does not match task {self.task.value}.")
         # Upstream components (a shared tok2vec, a tagger a textcat reads) run before the target.
         names = self.nlp.pipe_names
-        self._upstream = [(n, p) for n, p in self.nlp.pipeline[: names.index(self.component)]]
-        self._trainable = {self.component} | ({"tok2vec"} & set(names[: names.index(self.component)]))
+        before = [] if self._added else self.nlp.pipeline[: names.index(self.component)]
+        self._upstream = list(before)
+        # Trained with the target: a component it listens to (a shared tok2vec, a transformer).
+        listened = {n for n, p in before if self.component in getattr(p, "listener_map", {})}
+        self._trainable = {self.component} | listened | ({"tok2vec"} & {n for n, _ in before})
 
     @property
     def pipe(self) -> Any:
@@ -289,7 +294,14 @@ class Learner:
 
     def examples(self, docs: Iterable[Doc]) -> list[Example]:
         """Training examples: the gold doc's text re-tokenized by this pipeline, its annotations aligned."""
-        return [Example(self.nlp.make_doc(d.text), d) for d in docs if len(d)]
+        return [Example(self.nlp.make_doc(d.text), self._own_vocab(d)) for d in docs if len(d)]
+
+    def _own_vocab(self, doc: Doc) -> Doc:
+        """The gold doc in this pipeline's vocab: components initialise from the reference docs, and a
+        pipeline's static vectors live in its vocab (a doc made elsewhere would show none)."""
+        if doc.vocab is self.nlp.vocab or self.nlp.vocab.vectors.shape[0] == 0:
+            return doc
+        return Doc(self.nlp.vocab).from_bytes(doc.to_bytes())
 
     def fit(self, docs: Sequence[Doc] | Sequence[Example], *, mode: str | None = None) -> FitReport:
         """Train on all labelled docs so far (gold ``Doc`` objects, or ``Example`` objects).
@@ -311,17 +323,21 @@ class Learner:
                 # A fresh pipeline (and vocab) before the examples are made against it.
                 self.nlp = self._build()
                 self._check_component()
-            elif self._snapshot is not None:
-                self.nlp.from_bytes(self._snapshot)
+            elif self._snapshot is not None or self.fitted:
+                self.nlp.from_bytes(self._snapshot if self._snapshot is not None else self._base_snapshot())
         examples = self.examples(gold)
+        if warm and self.optimizer is None:  # the first fit of a pretrained component: keep its weights
+            self.optimizer = self._initialize_fresh(examples)
+            self._snapshot = self.nlp.to_bytes()
         if not warm:
             if self._user_nlp and self._snapshot is not None:
                 # a new optimizer: resume_training() would hand back the old one, moments and all
                 self.optimizer = self.nlp.resume_training(sgd=self.nlp.create_optimizer())
+            elif self._user_nlp:
+                self.optimizer = self._initialize_fresh(examples)
+                self._snapshot = self.nlp.to_bytes()
             else:
                 self.optimizer = self.nlp.initialize(lambda: examples)
-                if self._user_nlp:
-                    self._snapshot = self.nlp.to_bytes()
             # Dropout draws from the global RNG: restart it so a retrain repeats exactly.
             fix_random_seed(self.config.seed)
         c = self.config
@@ -349,6 +365,31 @@ class Learner:
             seconds=time.perf_counter() - t0,
             loss=float(losses.get(self.component, 0.0)),
         )
+
+    def _initialize_fresh(self, examples: list[Example]) -> Any:
+        """Initialise the user pipeline's components that have no weights; keep the trained ones.
+
+        ``nlp.initialize`` would re-initialise every component, a pretrained one included (spaCy's own
+        ``spacy train`` leaves frozen and sourced components out of it the same way).
+        """
+        fresh = [(n, p) for n, p in self.nlp.pipeline if not is_initialized(p)]
+        if len(fresh) == len(self.nlp.pipeline):
+            return self.nlp.initialize(lambda: examples)
+        for _, proc in fresh:
+            proc.initialize(lambda: examples, nlp=self.nlp)  # type: ignore[attr-defined]
+        self.nlp._link_components()  # listeners find their upstream model, as initialize() would do
+        return self.nlp.resume_training(sgd=self.nlp.create_optimizer())
+
+    def _base_snapshot(self) -> bytes:
+        """The weights ``retrain`` returns to after a resume: the base pipeline as from_pipeline made it."""
+        if self.base_pipeline is None:
+            return self.nlp.to_bytes()  # a pipeline handed in as an object: the current weights
+        prepared = prepare_pipeline(load_pipeline(self.base_pipeline), self.task, self.labels,
+                                    component=self.component, config=self.config)
+        if prepared.added:
+            return self.nlp.to_bytes()  # the component was new: there are no base weights to go back to
+        self._snapshot = prepared.nlp.to_bytes()
+        return self._snapshot
 
     # -- evaluation ---------------------------------------------------------------
 
@@ -675,6 +716,8 @@ class Learner:
             "fitted": self.fitted,
             "fits": self.fits,
             "user_pipeline": self._user_nlp,
+            "added_component": self._added,
+            "base_pipeline": self.base_pipeline,
         }
         (path / "learner.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -691,7 +734,9 @@ class Learner:
             component=meta["component"],
             config=LearnerConfig.from_dict(meta["config"]),
             gpu=gpu,
+            _added=bool(meta.get("added_component", False)),
         )
+        learner.base_pipeline = meta.get("base_pipeline")
         learner._user_nlp = bool(meta.get("user_pipeline", False))
         learner.fitted = bool(meta["fitted"])
         learner.fits = int(meta.get("fits", 0))
