@@ -18,6 +18,9 @@ that one process's):
   file: ``json.loads`` per line, ``nlp.make_doc`` + ``doc.char_span`` per span + ``doc.ents``,
   ``DocBin.add`` with the same attrs, a new shard every 10k docs; also a whole process.
 
+* **ray** (unless ``--no-ray``): the same annobridge command with ``--engine ray --workers 2``, also
+  a whole process: it starts a local Ray (2 CPUs), converts in Ray tasks and stops Ray again.
+
 Ratio = floor wall time / annobridge wall time (1.0 = as fast as the floor). Runs of a size are
 interleaved (floor, prodigy, jsonl, ...) so machine load hits all alike; the best of ``--repeat``
 is kept (``--repeat-large`` for sizes of 300k and up).
@@ -40,6 +43,8 @@ BASE = ROOT / "examples" / "data" / "fashion_brands_training.jsonl"
 #: annobridge.formats.DOCBIN_ATTRS, spelled out so the floor process does not import annobridge
 FLOOR_ATTRS = ("ORTH", "ENT_IOB", "ENT_TYPE")
 SHARD = 10_000
+#: ``--workers`` of the ``--engine ray`` runs (this machine has 2 cores)
+RAY_WORKERS = 2
 
 
 def make_data(folder: Path, n: int) -> tuple[Path, Path]:
@@ -126,6 +131,7 @@ def main() -> None:
     parser.add_argument("--floor", nargs=3, metavar=("KIND", "SRC", "OUT"))
     parser.add_argument("--wrap")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md")
+    parser.add_argument("--no-ray", action="store_true", help="leave out the --engine ray runs")
     args = parser.parse_args()
     if args.floor:
         run_floor(*args.floor)
@@ -138,6 +144,7 @@ def main() -> None:
 
     assert tuple(DOCBIN_ATTRS) == FLOOR_ATTRS, "the floor must store what annobridge stores"
     rows = []
+    ray_rows = []
     loads: list[float] = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
@@ -152,6 +159,10 @@ def main() -> None:
                 ("jsonl", "annobridge"): [sys.executable, "-m", "annobridge", "export", f"jsonl:{records}",
                                           "--task", "ner", "--out"],
             }
+            if not args.no_ray:
+                for source in ("prodigy", "jsonl"):
+                    local = variants[(source, "annobridge")]
+                    variants[(source, "ray")] = [*local[:-1], "--engine", "ray", "--workers", str(RAY_WORKERS), "--out"]
             best: dict[tuple[str, str], dict[str, float]] = {}
             repeat = args.repeat_large if n >= 300_000 else args.repeat
             for rep in range(repeat):
@@ -166,6 +177,15 @@ def main() -> None:
             for source in ("prodigy", "jsonl"):
                 floor, ours = best[(source, "floor")], best[(source, "annobridge")]
                 rows.append((source, n, floor, ours))
+                if (source, "ray") in best:
+                    on_ray = best[(source, "ray")]
+                    ray_rows.append((source, n, ours, on_ray))
+                    speed_up = ours["seconds"] / on_ray["seconds"]
+                    print(
+                        f"{source:>8} {n:>7}: local CLI {ours['seconds']:7.1f} s | --engine ray --workers "
+                        f"{RAY_WORKERS} {on_ray['seconds']:7.1f} s | speed-up {speed_up:.2f}x",
+                        flush=True,
+                    )
                 print(
                     f"{source:>8} {n:>7}: floor {floor['seconds']:7.1f} s ({floor['cpu']:.1f} CPU) "
                     f"{floor['rss_mb']:5.0f} MB | annobridge CLI {ours['seconds']:7.1f} s ({ours['cpu']:.1f} CPU) "
@@ -200,6 +220,27 @@ def main() -> None:
             f"{ours['seconds']:.1f} s ({ours['cpu']:.1f} s) | {floor['seconds'] / ours['seconds']:.2f}x | "
             f"{floor['cpu'] / ours['cpu']:.2f}x | {floor['rss_mb']:,.0f} MB | {ours['rss_mb']:,.0f} MB |"
         )
+    if ray_rows:
+        lines += [
+            "",
+            f"**Export on Ray** (issue #13): the same annobridge command with `--engine ray --workers {RAY_WORKERS}`,",
+            "in the same run: a whole process that starts a local Ray, parses, merges and splits on the driver,",
+            "converts chunks of records to DocBin shards in Ray tasks and stops Ray (the start and stop of Ray, a",
+            "few seconds, are included). Speed-up = local wall time / Ray wall time. Extra CPU per doc = (CPU time",
+            "of the Ray run's process tree - the local run's) / records, Ray's start and stop included (so it falls",
+            "with size), counting the processes Ray had ended and reaped when the run finished (a lower bound).",
+            "Peak RSS: the largest single process of the tree.",
+            "",
+            "| source | records | local wall (CPU) | ray wall (CPU) | speed-up | extra CPU per doc | ray peak RSS |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for source, n, ours, on_ray in ray_rows:
+            overhead_us = (on_ray["cpu"] - ours["cpu"]) / n * 1e6
+            lines.append(
+                f"| {source} | {n:,} | {ours['seconds']:.1f} s ({ours['cpu']:.1f} s) | {on_ray['seconds']:.1f} s "
+                f"({on_ray['cpu']:.1f} s) | {ours['seconds'] / on_ray['seconds']:.2f}x | {overhead_us:,.0f} µs "
+                f"| {on_ray['rss_mb']:,.0f} MB |"
+            )
     lines += [
         "",
         "Targets (issue #9): ratio >= 0.85x; annobridge peak RSS <= 250 MB and flat from 100k to 300k.",
