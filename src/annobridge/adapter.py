@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -160,6 +161,18 @@ class AdapterURL:
                 "'labelstudio://127.0.0.1:8080/projects/1'. 'annobridge adapters' lists them."
             )
         return cls(scheme=scheme, raw=raw, path=path, params=dict(parse_qsl(query)))
+
+    def match_path(self, pattern: str, expected: str) -> re.Match[str]:
+        """The path, without its leading and trailing slashes, matched whole against the regex ``pattern``.
+
+        A path that does not match is a :class:`UsageError` saying what was ``expected``, e.g.
+        ``url.match_path(r"projects/(\\d+|new)", "labelstudio://HOST:PORT/projects/ID")``; the groups are the
+        path's parts.
+        """
+        match = re.fullmatch(pattern, self.path.strip("/"))
+        if match is None:
+            raise UsageError(f"{self}: expected {expected}")
+        return match
 
     def base_url(self) -> str:
         """``http(s)://host:port``: https unless asked for http or talking to loopback."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AnnobridgeError(Exception):
     """Base class: the CLI prints the message and exits with ``exit_code``."""
@@ -46,6 +48,23 @@ class AdapterNotInstalledError(MissingDependencyError):
 
 class AdapterError(AnnobridgeError):
     """The tool refused or failed an operation."""
+
+
+class AmbiguousWrite(AdapterError):
+    """A write that may have been applied: the request went out, the answer never came (or was a 5xx).
+
+    Raised by :mod:`annobridge.http` (which re-exports it); here so that an adapter can catch it without
+    importing the HTTP layer (and httpx) first. ``reconciled`` is what the ``reconcile`` callable passed to
+    the request returned (e.g. the ids that landed), or ``None`` when none was passed; ``reconcile_error``
+    is set when reconciling itself failed.
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "", reconciled: Any = None,
+                 reconcile_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.method, self.path = method, path
+        self.reconciled = reconciled
+        self.reconcile_error = reconcile_error
 
 
 class SchemaError(AdapterError):

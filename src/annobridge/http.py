@@ -52,7 +52,7 @@ import httpx
 import tenacity
 
 from .config import Secret, check_server_url
-from .errors import AdapterError, ServerUnreachableError
+from .errors import AdapterError, AmbiguousWrite, ServerUnreachableError
 from .jsonio import iter_json_array
 
 __all__ = [
@@ -209,21 +209,6 @@ class Rejection:
 
 
 # -- errors -----------------------------------------------------------------------------------------
-
-
-class AmbiguousWrite(AdapterError):
-    """A write that may have been applied: the request went out, the answer never came (or was a 5xx).
-
-    ``reconciled`` is what the ``reconcile`` callable passed to the request returned (e.g. the ids that
-    landed), or ``None`` when none was passed; ``reconcile_error`` is set when reconciling itself failed.
-    """
-
-    def __init__(self, message: str, *, method: str = "", path: str = "", reconciled: Any = None,
-                 reconcile_error: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.method, self.path = method, path
-        self.reconciled = reconciled
-        self.reconcile_error = reconcile_error
 
 
 class _Retry(Exception):

@@ -21,10 +21,12 @@ from .adapter import (
     since_datetime,
 )
 from .atomic import atomic_open, atomic_write_text
+from .bulk import batched, import_missing, parallel_map
 from .config import AdapterConfig, Secret
-from .cursor import AnnotationLedger, PullCursor, utc_iso
+from .cursor import AnnotationLedger, DigestCursor, PullCursor, digest, utc_iso
 from .errors import (
     AdapterError,
+    AmbiguousWrite,
     AnnobridgeError,
     DataError,
     MissingDependencyError,
@@ -61,6 +63,7 @@ from .offsets import (
     word_boundaries,
 )
 from .options import AdapterOptions
+from .polling import poll_until
 from .review import REVIEW_META_KEY, ReviewItem
 
 __all__ = [
@@ -72,6 +75,7 @@ __all__ = [
     "AdapterError",
     "AdapterOptions",
     "AdapterURL",
+    "AmbiguousWrite",
     "AnnobridgeError",
     "Annotation",
     "AnnotationLedger",
@@ -79,6 +83,7 @@ __all__ = [
     "BadLine",
     "Capabilities",
     "DataError",
+    "DigestCursor",
     "Document",
     "ImportResult",
     "LabelSchema",
@@ -98,21 +103,26 @@ __all__ = [
     "as_utc",
     "atomic_open",
     "atomic_write_text",
+    "batched",
     "batches_by_encoded_size",
     "check_span",
     "codepoint_to_utf16",
     "decode_line",
+    "digest",
     "document_problem",
     "filter_answers",
     "has_astral",
     "has_lone_surrogate",
     "hookimpl",
+    "import_missing",
     "is_blank",
     "is_gzip",
     "is_loopback",
     "iter_json_array",
     "json_problem",
     "open_binary",
+    "parallel_map",
+    "poll_until",
     "read_items",
     "read_json_items",
     "read_json_lines",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import annobridge_doccano as mod
 from annobridge.adapter import AdapterURL
 from annobridge.config import AdapterConfig
+from annobridge.cursor import DigestCursor
 from annobridge.errors import UsageError
 from annobridge_doccano import DoccanoAdapter
 
@@ -40,21 +40,40 @@ def test_credentials_from_env_and_never_shown() -> None:
 
 
 def test_cursor_round_trip_inline_and_spilled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doccano's cursors are the kit's DigestCursor: a digest per (example, member), spilled to a file when long."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def encode(digests: dict[str, str]) -> str:
+        cursor = DigestCursor("doccano", 3)
+        cursor.digests = digests
+        return cursor.encode()
+
     small = {"1/ann": "abc"}
-    cursor = mod._encode_cursor(3, small)
-    assert cursor.startswith(mod.CURSOR_PREFIX) and "file:" not in cursor
-    assert mod._decode_cursor(cursor, 3) == small
+    cursor = encode(small)
+    assert cursor.startswith("doccano-cursor:v1:") and "file:" not in cursor
+    assert DigestCursor.resume(cursor, kind="doccano", owner=3).previous == small
     big = {f"{i}/annotator{i % 3}": f"{i * 7919:012x}" for i in range(5000)}
-    cursor = mod._encode_cursor(3, big)
+    cursor = encode(big)
     assert len(cursor) < 100 and "file:" in cursor
-    assert mod._decode_cursor(cursor, 3) == big
+    assert DigestCursor.resume(cursor, kind="doccano", owner=3).previous == big
     with pytest.raises(UsageError, match="project 3"):
-        mod._decode_cursor(cursor, 4)
+        DigestCursor.resume(cursor, kind="doccano", owner=4)
     for path in (tmp_path / "annobridge" / "doccano-cursors").iterdir():
         path.unlink()
     with pytest.raises(UsageError, match="full pull"):
-        mod._decode_cursor(cursor, 3)
+        DigestCursor.resume(cursor, kind="doccano", owner=3)
+
+
+def test_cursor_of_an_earlier_version_still_reads() -> None:
+    """A cursor written before the kit had DigestCursor (owner under "project") resumes as before."""
+    import base64
+    import json
+    import zlib
+
+    state = {"project": 3, "d": {"5": "0123456789ab"}, "s": {"t": 10}, "c": [5]}
+    old = "doccano-cursor:v1:" + base64.urlsafe_b64encode(zlib.compress(json.dumps(state).encode())).decode()
+    cursor = DigestCursor.resume(old, kind="doccano", owner=3)
+    assert cursor.previous == {"5": "0123456789ab"} and cursor.state == {"s": {"t": 10}, "c": [5]}
 
 
 def test_registered_as_plugin() -> None:

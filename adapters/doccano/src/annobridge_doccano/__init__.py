@@ -20,22 +20,16 @@ How doccano's behaviour shapes this adapter (measured against doccano 1.8.4):
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import itertools
 import json
 import logging
-import os
 import time
 import zipfile
-import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -45,9 +39,11 @@ from annobridge.kit import (
     AdapterError,
     AdapterOptions,
     AdapterURL,
+    AmbiguousWrite,
     Annotation,
     Answer,
     Capabilities,
+    DigestCursor,
     Document,
     ImportResult,
     LabelSchema,
@@ -55,16 +51,17 @@ from annobridge.kit import (
     Record,
     ReviewItem,
     SchemaError,
-    Secret,
     Span,
     TaskKind,
     UsageError,
     as_datetime,
     check_span,
     codepoint_to_utf16,
+    digest,
     filter_answers,
     has_astral,
     hookimpl,
+    parallel_map,
     read_spans,
     since_datetime,
     utf16_to_codepoint,
@@ -74,15 +71,12 @@ if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
 
 KEY_ID = "annobridge_id"
 KEY_META = "annobridge_meta"
 KEY_PRED = "annobridge_prediction"
 #: keys doccano's export puts next to the example's meta
 EXPORT_KEYS = {"id", "text", "label", "Comments", "entities", "relations"}
-CURSOR_PREFIX = "doccano-cursor:v1:"
 #: documents per uploaded file / import task
 IMPORT_CHUNK = 20_000
 #: up to this many confirmed examples are listed through the examples API (~400/s) rather than by an export task
@@ -91,80 +85,14 @@ CONFIRMED_BY_API = 1000
 #: annobridge's test server; `doccano webserver` starts 2 x cores + 1 workers) and each read costs it ~3-5 ms:
 #: more in flight than that only queue, fewer leave workers idle
 READ_WORKERS = 8
+#: per-example writes in flight (SQLite serialises doccano's writes: more only queue)
+WRITE_WORKERS = 4
 #: an export task (start, Celery pick-up, poll, download) costs about as much as this many single reads
 EXPORT_COST_READS = 400
 PALETTE = ["#2E86DE", "#E67E22", "#27AE60", "#C0392B", "#8E44AD", "#16A085", "#D35400", "#2C3E50", "#F1C40F"]
 
 SEQ = "SequenceLabeling"
 CLS = "DocumentClassification"
-
-
-def _client_class() -> type:
-    """DoccanoClient is built on annobridge.http, which needs the `doccano` extra: made on first use."""
-    global _CLIENT
-    if _CLIENT is None:
-        _CLIENT = _make_client_class()
-    return _CLIENT
-
-
-_CLIENT: type | None = None
-
-
-def _ambiguous(exc: BaseException) -> bool:
-    """Whether ``exc`` is the HTTP layer's "the write may have been applied" (imported lazily, like httpx)."""
-    from annobridge.http import AmbiguousWrite
-
-    return isinstance(exc, AmbiguousWrite)
-
-
-def _make_client_class() -> type:
-    from annobridge.http import HttpClient, LoginTokenAuth
-
-    class DoccanoClient(HttpClient):
-        """doccano's REST API: token login (again on 401), no cookie jar, JSON helpers and task polling."""
-
-        def __init__(self, base_url: str, username: str, password: Secret, *, timeout: float = 60.0,
-                     retry_for: float = 120.0, transport: httpx.BaseTransport | None = None,
-                     allow_http: bool = False) -> None:
-            self.username = username
-            auth = LoginTokenAuth(
-                base_url.rstrip("/") + "/v1/auth/login/", username, password,
-                failure=f"doccano login as {username!r} failed: check DOCCANO_USERNAME / DOCCANO_PASSWORD")
-            # No cookie jar: a kept `sessionid` makes DRF use session auth, and then every write fails CSRF.
-            # 500s are not retried: doccano answers 500 to some bad writes (a duplicate category), always.
-            super().__init__(base_url, name="doccano", auth=auth, allow_http=allow_http, timeout=timeout,
-                             retry_for=retry_for, transport=transport, keep_cookies=False,
-                             retry_status={429, 502, 503, 504})
-
-        def get(self, path: str, **params: Any) -> Any:
-            return self.get_json(path, params or None)
-
-        def post(self, path: str, body: Any, *, ok: Collection[int] = (), **kwargs: Any) -> Any:
-            response = self.request("POST", path, json=body, ok=ok, **kwargs)
-            return response.json() if response.content else None
-
-        def wait_task(self, task_id: str, *, timeout: float, what: str) -> Any:
-            """Poll ``/v1/tasks/status/ID`` until ready; doccano reports nothing if no worker runs."""
-            started = time.monotonic()
-            deadline = started + timeout
-            while True:
-                status = self.get(f"/v1/tasks/status/{task_id}")
-                if status.get("ready"):
-                    if status.get("error"):
-                        err = status["error"]
-                        text = err.get("text") if isinstance(err, dict) else err
-                        raise AdapterError(self.redact(f"doccano {what} task failed: {text}"))
-                    return status.get("result")
-                if time.monotonic() > deadline:
-                    raise AdapterError(
-                        f"doccano {what} task {task_id} not finished after {timeout:.0f}s. doccano runs imports "
-                        "and exports in Celery: is a worker (`doccano task`) running next to the web server?"
-                    )
-                # A status read costs the server a few ms: poll every 0.1 s while a pull's export is typically
-                # finishing (1-3 s), then back off to one poll per 2 s for long imports.
-                time.sleep(min(0.1 + 0.1 * (time.monotonic() - started), 2.0))
-
-    return DoccanoClient
 
 
 @dataclass
@@ -241,7 +169,9 @@ class DoccanoAdapter(Adapter):
             raise UsageError("doccano needs credentials: set DOCCANO_USERNAME and DOCCANO_PASSWORD (or [doccano] "
                              "username/password in the annobridge config file)")
         self.username = str(username)
-        self.client: Any = _client_class()(
+        from .client import DoccanoClient  # the HTTP layer (httpx) is imported on first use
+
+        self.client = DoccanoClient(
             self.config.server_url(url, env="DOCCANO_URL"),
             self.username,
             password,
@@ -346,8 +276,6 @@ class DoccanoAdapter(Adapter):
                 resourcetype="TextClassificationProject",
                 single_class_classification=schema.task == TaskKind.TEXTCAT,
             )
-        from annobridge.http import AmbiguousWrite
-
         # Project creation is not idempotent; a lost answer is resolved by looking the name up again.
         try:
             data = self.client.post("/v1/projects", body, reconcile=lambda: self._find_by_name(name))
@@ -373,9 +301,8 @@ class DoccanoAdapter(Adapter):
             body = {"text": label, "background_color": PALETTE[index % len(PALETTE)], "text_color": "#ffffff"}
             try:
                 self.client.post(f"/v1/projects/{project.id}/{project.type_path}", body)
-            except AdapterError as exc:
-                if not _ambiguous(exc):
-                    raise  # an ambiguous create is checked below
+            except AmbiguousWrite:
+                pass  # an ambiguous create is checked below
         self.label_types(refresh=True)
         missing = [lab for lab in labels if lab not in self._types.values()]  # type: ignore[union-attr]
         if missing:
@@ -402,9 +329,8 @@ class DoccanoAdapter(Adapter):
                 raise UsageError(f"No doccano user {name!r}")
             try:
                 self.client.post(f"/v1/projects/{project.id}/members", {"user": matches[0]["id"], "role": roles[role]})
-            except AdapterError as exc:
-                if not _ambiguous(exc):
-                    raise  # an ambiguous add is checked by the members read below
+            except AmbiguousWrite:
+                pass  # an ambiguous add is checked by the members read below
         self.users(refresh=True)
 
     def push_review(self, items: Iterable[ReviewItem], *, schema: LabelSchema) -> ImportResult:
@@ -566,9 +492,7 @@ class DoccanoAdapter(Adapter):
                 break
             try:
                 server_failed = self._import_lines(pending)
-            except AdapterError as exc:
-                if not _ambiguous(exc):
-                    raise
+            except AmbiguousWrite:
                 continue  # import_raw_lines has withdrawn the upload and waited; diff against the server again
             for doc_id, reason in server_failed:
                 if doc_id not in failed_ids:
@@ -647,8 +571,6 @@ class DoccanoAdapter(Adapter):
                 "column_data": "text", "column_label": "label",
                 # doccano guesses the encoding with chardet otherwise, and mistakes UTF-8 emoji for cp1252
                 "encoding": "utf_8"}
-        from annobridge.http import AmbiguousWrite
-
         try:
             task = self.client.post(f"/v1/projects/{project.id}/upload", body)
         except AmbiguousWrite:
@@ -676,8 +598,7 @@ class DoccanoAdapter(Adapter):
             self.client.request("PATCH", f"/v1/projects/{project.id}/examples/{item[0]}",
                                 json={"score": item[1]}, idempotent=True)
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(patch, scores.items()))
+        list(parallel_map(patch, scores.items(), workers=WRITE_WORKERS))
 
     # -- predictions on existing examples --------------------------------------
 
@@ -721,13 +642,12 @@ class DoccanoAdapter(Adapter):
                 return doc_id, str(exc)
             return doc_id, None
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for doc_id, error in pool.map(apply, todo):
-                if error:
-                    result.failed.append((doc_id, error))
-                else:
-                    result.existing += 1
-                    result.native_ids[doc_id] = existing[doc_id].example_id
+        for doc_id, error in parallel_map(apply, todo, workers=WRITE_WORKERS):
+            if error:
+                result.failed.append((doc_id, error))
+            else:
+                result.existing += 1
+                result.native_ids[doc_id] = existing[doc_id].example_id
         return result
 
     def _me(self) -> int:
@@ -770,9 +690,7 @@ class DoccanoAdapter(Adapter):
                     body = {"label": types[key[0]], "prob": pred.categories.get(key[0], 0.0)}
                 try:
                     self.client.post(f"{base}/{project.label_path}", body)
-                except AdapterError as exc:
-                    if not _ambiguous(exc):
-                        raise
+                except AmbiguousWrite:
                     return self._replace_model_labels(row, label, pred, me)  # converges: see above
         patch: dict[str, Any] = {"meta": meta}
         if pred.score is not None and self.options.score_field is not False:
@@ -838,11 +756,12 @@ class DoccanoAdapter(Adapter):
         project = self.project(refresh=True)
         self.label_types(refresh=True)
         self.users(refresh=True)
-        previous: dict[str, Any] | None = None
+        # the cursor keeps a digest per (example, member) or example, and the previous pull's state: doccano's
+        # counters ("s") and, in collaborative projects, the confirmed example ids ("c")
+        cursor = DigestCursor.resume(since if DigestCursor.is_cursor(since, "doccano") else None, kind="doccano",
+                                     owner=project.id)
         since_dt: datetime | None = None
-        if isinstance(since, str) and since.startswith(CURSOR_PREFIX):
-            previous = _decode_cursor_state(since, project.id)
-        elif since is not None:
+        if since is not None and not cursor.incremental:
             since_dt = since_datetime(since)
             if since_dt is not None and since_dt.tzinfo is None:
                 raise UsageError("since: give a timezone-aware datetime (doccano stores UTC)")
@@ -853,49 +772,49 @@ class DoccanoAdapter(Adapter):
                 )
         confirmed_only = self.options.confirmed == "only"
         signature = self._signature(project)
-        state: dict[str, Any] = {"d": {}, "s": signature, "c": None}
+        old = cursor.state
+        cursor.state = {"s": signature, "c": None}
         records: Iterator[Record] | None = None
         known_confirmed: dict[str, set[int]] | None = None
-        old_sig = (previous or {}).get("s")
-        if previous is not None and old_sig and not self.options.exact:
+        old_sig = old.get("s")
+        if cursor.incremental and old_sig and not self.options.exact:
             if old_sig == signature:
-                state.update(d=previous["d"], c=previous.get("c"))
+                cursor.carry_over()
+                cursor.state["c"] = old.get("c")
                 records = iter(())
-            elif (project.collaborative and previous.get("c") is not None
+            elif (project.collaborative and old.get("c") is not None
                   and (old_sig.get("t"), old_sig.get("l")) == (signature["t"], signature["l"])):
                 # Same examples, same labels per member and type: only confirmations moved.
                 rows = self._confirmed_examples(int(signature.get("done") or 0))
-                before = {int(x) for x in previous.get("c") or []}
+                before = {int(x) for x in old["c"]}
                 unconfirmed = before - set(rows)
                 # Reads per flipped example: 2 here (labels + state, or example + labels); an export diff reads
                 # the newly confirmed ones the same way, but un-confirmed examples that are untouched now not at
                 # all. So many un-confirmations make the export the cheaper way.
                 if 2 * len(unconfirmed) <= EXPORT_COST_READS:
-                    records = self._pull_confirmations(previous, state, rows, before)
+                    records = self._pull_confirmations(cursor, rows, before)
                 else:
                     known_confirmed = {"": set(rows)}
-            elif (project.collaborative and previous.get("c") is not None
+            elif (project.collaborative and old.get("c") is not None
                   and (old_sig.get("p"), old_sig.get("done")) == (signature["p"], signature.get("done"))):
                 # Labels moved but no confirmation: the confirmed examples are the cursor's (as far as the counters
                 # tell, like everything here); the export path need not list them again.
-                known_confirmed = {"": {int(x) for x in previous["c"]}}
+                known_confirmed = {"": {int(x) for x in old["c"]}}
         if records is None:
-            previous_digests = previous["d"] if previous is not None else None
             labels_by_file = self._export(confirmed_only=False)
             confirmed = known_confirmed if known_confirmed is not None else self._confirmed_sets(project, signature)
             if project.collaborative:
-                state["c"] = sorted(confirmed.get("", set()))
-                records = self._pull_collaborative(labels_by_file, confirmed.get("", set()), previous_digests,
-                                                   since_dt, state["d"])
+                cursor.state["c"] = sorted(confirmed.get("", set()))
+                records = self._pull_collaborative(labels_by_file, confirmed.get("", set()), cursor, since_dt)
             else:
-                records = self._pull_individual(labels_by_file, confirmed, previous_digests, state["d"])
+                records = self._pull_individual(labels_by_file, confirmed, cursor)
         for record in records:
             if confirmed_only:
                 record.annotations = [a for a in record.annotations if a.meta.get("confirmed")]
             if since is not None and not record.annotations:
                 continue
             yield filter_answers(record, answers)
-        self.cursor = _encode_cursor(project.id, state["d"], signature=state["s"], confirmed=state["c"])
+        self.cursor = cursor.encode()
 
     def _signature(self, project: _Project) -> dict[str, Any]:
         """doccano's cheap counters, hashed: examples (t), confirmations per member (p), labels per member (l)."""
@@ -904,7 +823,7 @@ class DoccanoAdapter(Adapter):
         kind = "span" if project.project_type == SEQ else "category"
         labels = self.client.get(f"{base}/{kind}-distribution")
         done = sorted((str(p.get("user")), int(p.get("done") or 0)) for p in progress.get("progress", []))
-        return {"t": int(progress.get("total") or 0), "p": _hash(done), "l": _hash(labels),
+        return {"t": int(progress.get("total") or 0), "p": digest(done, size=16), "l": digest(labels, size=16),
                 "done": sum(n for _, n in done)}
 
     def _confirmed_sets(self, project: _Project, signature: dict[str, Any]) -> dict[str, set[int]]:
@@ -945,24 +864,23 @@ class DoccanoAdapter(Adapter):
             body = self.client.get(path, confirmed="true", offset=offset, limit=size)
             return list(body.get("results") or [])
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            found = [ex for batch in pool.map(page, starts) for ex in batch]
+        found = [ex for batch in parallel_map(page, starts, workers=4) for ex in batch]
         if len(found) >= len(starts) * size:  # more than the counters said: read on from there
             rest = self.client.pages_offset(path, params={"confirmed": "true"}, limit=1000, items="results",
                                             start=len(found))
             found.extend(self.client.iter_items(rest))
         return {int(ex["id"]): _api_row(ex) for ex in found}
 
-    def _pull_confirmations(self, previous: dict[str, Any], state: dict[str, Any], rows: dict[int, dict[str, Any]],
-                            before: set[int]) -> Iterator[Record]:
+    def _pull_confirmations(self, cursor: DigestCursor, rows: dict[int, dict[str, Any]], before: set[int]
+                            ) -> Iterator[Record]:
         """Only confirmations changed (collaborative): read the examples whose confirmed state flipped.
 
         ``rows``: the examples confirmed now; ``before``: those confirmed at the cursor. A newly confirmed example
         costs two reads (its labels, its state); an un-confirmed one two (the example, its labels: no state).
         """
         changed = sorted(before ^ set(rows))
-        digests: dict[str, str] = dict(previous["d"])
-        state.update(d=digests, c=sorted(rows))
+        cursor.carry_over()
+        cursor.state["c"] = sorted(rows)
         project = self.project()
 
         def read(eid: int) -> tuple[Record, Annotation | None, list[tuple[Any, ...]], bool]:
@@ -977,15 +895,14 @@ class DoccanoAdapter(Adapter):
             return record, annotation, keys, (not keys and not confirmed) or (pred is not None and keys == model_keys
                                                                              and not confirmed)
 
-        for record, annotation, keys, untouched in _parallel(read, changed):
+        for record, annotation, keys, untouched in parallel_map(read, changed, workers=READ_WORKERS):
             eid = str(record.native_ids["example"])
             if untouched:
-                digests.pop(eid, None)
+                cursor.forget(eid)
                 continue
-            digest = _digest(keys, True if annotation is None else bool(annotation.meta.get("confirmed")))
-            if digests.get(eid) != digest and annotation is not None:
+            confirmed = True if annotation is None else bool(annotation.meta.get("confirmed"))
+            if cursor.changed(eid, [keys, confirmed]) and annotation is not None:
                 record.annotations.append(annotation)
-            digests[eid] = digest
             yield record
 
     def _document(self, raw: dict[str, Any]) -> Document:
@@ -1052,8 +969,7 @@ class DoccanoAdapter(Adapter):
         self,
         labels_by_file: dict[str, list[dict[str, Any]]],
         confirmed: dict[str, set[int]],
-        previous: dict[str, str] | None,
-        digests: dict[str, str],
+        cursor: DigestCursor,
     ) -> Iterator[Record]:
         per_example: dict[int, dict[str, list[Any]]] = {}
         raws: dict[int, dict[str, Any]] = {}
@@ -1075,10 +991,7 @@ class DoccanoAdapter(Adapter):
                     continue
                 if user == self.username and pred is not None and keys == model_keys and not is_confirmed:
                     continue  # the adapter's own pre-annotation, already yielded as the prediction
-                digest = _digest(keys, is_confirmed)
-                key = f"{eid}/{user}"
-                digests[key] = digest
-                if previous is not None and previous.get(key) == digest:
+                if not cursor.changed(f"{eid}/{user}", [keys, is_confirmed]):
                     continue
                 spans, cats = self._convert_labels(document.text, keys, document.id)
                 record.annotations.append(Annotation(
@@ -1091,9 +1004,8 @@ class DoccanoAdapter(Adapter):
         self,
         labels_by_file: dict[str, list[dict[str, Any]]],
         confirmed: set[int],
-        previous: dict[str, str] | None,
+        cursor: DigestCursor,
         since_dt: datetime | None,
-        digests: dict[str, str],
     ) -> Iterator[Record]:
         rows = next(iter(labels_by_file.values()), [])
         plan: list[tuple[Record, bool]] = []
@@ -1108,9 +1020,7 @@ class DoccanoAdapter(Adapter):
             if (not keys and not is_confirmed) or (pred is not None and keys == model_keys and not is_confirmed):
                 plan.append((record, False))  # untouched by people: nothing to attribute, no per-example reads
                 continue
-            digest = _digest(keys, is_confirmed)
-            digests[str(eid)] = digest
-            plan.append((record, previous is None or previous.get(str(eid)) != digest))
+            plan.append((record, cursor.changed(str(eid), [keys, is_confirmed])))
 
         def read(record: Record) -> Annotation | None:
             eid = int(record.native_ids["example"])
@@ -1118,7 +1028,7 @@ class DoccanoAdapter(Adapter):
 
         # The export has no label users, so the touched examples that changed are read one by one: all of them
         # in flight at once (in a bounded pool), whatever their positions in the project; records keep their order.
-        results = _parallel(read, [record for record, needed in plan if needed])
+        results = parallel_map(read, [record for record, needed in plan if needed], workers=READ_WORKERS)
         for record, needed in plan:
             annotation = next(results) if needed else None
             recent = since_dt is None or (annotation is not None and annotation.timestamp is not None
@@ -1172,18 +1082,6 @@ class DoccanoAdapter(Adapter):
         ), sorted(keys)
 
 
-def _parallel(fn: Callable[[T], R], items: list[T]) -> Iterator[R]:
-    """``fn`` over ``items`` with :data:`READ_WORKERS` in flight, answers in order; a pull abandoned half-way
-    cancels the reads not started yet."""
-    if not items:
-        return
-    pool = ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(items)))
-    try:
-        yield from pool.map(fn, items)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _row(raw: dict[str, Any]) -> _ExportRow:
     return _ExportRow(int(raw["id"]), str(raw.get("text", "")), raw, list(raw.get("label") or []))
 
@@ -1193,71 +1091,9 @@ def _doc_id(raw: dict[str, Any]) -> str:
     return str(value) if value not in (None, "") else f"doccano-{raw['id']}"
 
 
-def _digest(keys: list[tuple[Any, ...]], confirmed: bool) -> str:
-    return hashlib.sha1(json.dumps([keys, confirmed]).encode()).hexdigest()[:12]
-
-
-#: cursors longer than this are kept in a cache file and referred to by hash (the CLI prints cursors)
-INLINE_CURSOR_MAX = 2000
-
-
-def _cursor_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "annobridge" / "doccano-cursors"
-
-
-def _hash(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _api_row(example: dict[str, Any]) -> dict[str, Any]:
     """An example from the REST API in the shape of an export row (meta keys next to id and text)."""
     return {**(example.get("meta") or {}), "id": example["id"], "text": example.get("text", "")}
-
-
-def _encode_cursor(project_id: int, digests: dict[str, str], *, signature: dict[str, Any] | None = None,
-                   confirmed: list[int] | None = None) -> str:
-    """The cursor: per (example, member) label digests, doccano's counters and (collaborative) confirmed ids."""
-    state: dict[str, Any] = {"project": project_id, "d": digests}
-    if signature is not None:
-        state["s"] = signature
-    if confirmed is not None:
-        state["c"] = confirmed
-    data = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
-    inline = CURSOR_PREFIX + base64.urlsafe_b64encode(zlib.compress(data, 9)).decode()
-    if len(inline) <= INLINE_CURSOR_MAX:
-        return inline
-    # One digest per annotated example and annotator: too long to print, so it goes to a cache file.
-    name = hashlib.sha256(data).hexdigest()[:24]
-    folder = _cursor_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    tmp.write_bytes(zlib.compress(data, 6))
-    os.replace(tmp, folder / f"{name}.json.z")
-    return f"{CURSOR_PREFIX}file:{name}"
-
-
-def _decode_cursor(cursor: str, project_id: int) -> dict[str, str]:
-    """The label digests of a cursor."""
-    return dict(_decode_cursor_state(cursor, project_id)["d"])
-
-
-def _decode_cursor_state(cursor: str, project_id: int) -> dict[str, Any]:
-    body = cursor[len(CURSOR_PREFIX):]
-    try:
-        if body.startswith("file:"):
-            path = _cursor_dir() / f"{body[5:]}.json.z"
-            if not path.exists():
-                raise UsageError(f"The state of this doccano cursor is not on this machine ({path}); do a full pull")
-            raw = zlib.decompress(path.read_bytes())
-        else:
-            raw = zlib.decompress(base64.urlsafe_b64decode(body))
-        data = json.loads(raw)
-    except (ValueError, zlib.error) as exc:
-        raise UsageError(f"Unreadable doccano cursor ({exc})") from None
-    if data.get("project") != project_id:
-        raise UsageError(f"This cursor belongs to doccano project {data.get('project')}, not {project_id}")
-    return {"d": {str(k): str(v) for k, v in data.get("d", {}).items()}, "s": data.get("s"), "c": data.get("c")}
 
 
 @hookimpl

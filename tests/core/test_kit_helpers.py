@@ -1,0 +1,233 @@
+"""The kit's small helpers for adapters: parallel_map, poll_until, DigestCursor / digest, AmbiguousWrite."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from annobridge import kit
+from annobridge.errors import AdapterError, UsageError
+
+
+def test_parallel_map_keeps_order_and_bounds_concurrency() -> None:
+    lock = threading.Lock()
+    running = peak = 0
+
+    def work(x: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01 * (x % 3))
+        with lock:
+            running -= 1
+        return x * x
+
+    assert list(kit.parallel_map(work, range(20), workers=3)) == [x * x for x in range(20)]
+    assert 1 <= peak <= 3
+    assert list(kit.parallel_map(work, [], workers=3)) == []
+    with pytest.raises(ValueError, match="workers"):
+        list(kit.parallel_map(work, [1], workers=0))
+
+
+def test_parallel_map_raises_at_the_item_and_cancels_the_rest() -> None:
+    started: list[int] = []
+
+    def work(x: int) -> int:
+        started.append(x)
+        if x == 2:
+            raise RuntimeError("boom")
+        time.sleep(0.01)
+        return x
+
+    answers = kit.parallel_map(work, range(200), workers=2)
+    assert [next(answers), next(answers)] == [0, 1]
+    with pytest.raises(RuntimeError, match="boom"):
+        next(answers)
+    assert len(started) < 200  # the calls not started yet were cancelled
+
+
+def test_parallel_map_abandoned_half_way_starts_nothing_more() -> None:
+    started: list[int] = []
+
+    def work(x: int) -> int:
+        started.append(x)
+        time.sleep(0.005)
+        return x
+
+    answers = kit.parallel_map(work, range(100), workers=2)
+    assert next(answers) == 0
+    answers.close()
+    count = len(started)
+    time.sleep(0.05)
+    assert len(started) == count < 100
+
+
+def test_poll_until_returns_the_done_answer_and_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter([{"ready": False}, {"ready": False}, {"ready": True, "result": 7}])
+    sleeps: list[float] = []
+    monkeypatch.setattr("annobridge.polling.time.sleep", sleeps.append)
+    got = kit.poll_until(lambda: next(answers), lambda a: bool(a["ready"]), timeout=60, message="never",
+                         interval=0.1, backoff=0.1, max_interval=2.0)
+    assert got == {"ready": True, "result": 7} and len(sleeps) == 2
+    assert all(0.1 <= s <= 2.0 for s in sleeps)
+
+
+def test_poll_until_checks_an_initial_answer_first() -> None:
+    def read() -> dict[str, str]:
+        raise AssertionError("no read needed")
+
+    assert kit.poll_until(read, lambda a: a["status"] == "completed", timeout=1, message="x",
+                          initial={"status": "completed"}) == {"status": "completed"}
+
+
+def test_poll_until_times_out_with_the_message() -> None:
+    with pytest.raises(AdapterError, match="is a worker running"):
+        kit.poll_until(lambda: {"ready": False}, lambda a: bool(a["ready"]), timeout=0.05,
+                       message="task 3 not finished: is a worker running?", interval=0.01)
+
+
+def test_digest_is_stable_and_short() -> None:
+    assert kit.digest([[(0, 3, "PER")], True]) == kit.digest([[[0, 3, "PER"]], True])
+    assert kit.digest({"b": 1, "a": 2}) == kit.digest({"a": 2, "b": 1})
+    assert len(kit.digest("x")) == 12 and len(kit.digest("x", size=16)) == 16
+    assert kit.digest([1]) != kit.digest([2])
+
+
+def test_digest_cursor_reports_changes_against_the_previous_pull(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    full = kit.DigestCursor.resume(None, kind="toy", owner=7)
+    assert not full.incremental
+    assert full.changed("a", [1]) and full.changed("b", [2])  # a full pull: everything is new
+    full.state = {"counters": {"n": 2}}
+    text = full.encode()
+    assert kit.DigestCursor.is_cursor(text, "toy") and not kit.DigestCursor.is_cursor(text, "other")
+
+    nxt = kit.DigestCursor.resume(text, kind="toy", owner=7)
+    assert nxt.incremental and nxt.state == {"counters": {"n": 2}}
+    assert not nxt.changed("a", [1])      # same as before
+    assert nxt.changed("b", [3])          # changed
+    assert nxt.changed("c", [4])          # new
+    assert nxt.digests.keys() == {"a", "b", "c"}
+
+    partial = kit.DigestCursor.resume(text, kind="toy", owner=7)
+    partial.carry_over()                  # a pull that reads only some items keeps the others' digests
+    partial.forget("a")
+    assert partial.digests.keys() == {"b"}
+
+
+def test_digest_cursor_refuses_other_owners_kinds_and_garbage(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cursor = kit.DigestCursor("toy", 7, owner_name="dataset")
+    text = cursor.encode()
+    with pytest.raises(UsageError, match="belongs to toy dataset 7, not 8"):
+        kit.DigestCursor.resume(text, kind="toy", owner=8, owner_name="dataset")
+    with pytest.raises(UsageError, match="Not a toy cursor"):
+        kit.DigestCursor.resume("2026-01-01", kind="toy", owner=7)
+    with pytest.raises(UsageError, match="Unreadable toy cursor"):
+        kit.DigestCursor.resume("toy-cursor:v1:!!!", kind="toy", owner=7)
+
+
+def test_long_digest_cursor_goes_to_a_cache_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cursor = kit.DigestCursor("toy", 1)
+    for i in range(3000):
+        cursor.changed(str(i), i)
+    text = cursor.encode()
+    assert "file:" in text and len(text) < 100
+    files = list((tmp_path / "annobridge" / "toy-cursors").iterdir())
+    assert len(files) == 1 and not files[0].name.startswith(".")
+    assert kit.DigestCursor.resume(text, kind="toy", owner=1).previous == cursor.digests
+    files[0].unlink()
+    with pytest.raises(UsageError, match="not on this machine"):
+        kit.DigestCursor.resume(text, kind="toy", owner=1)
+
+
+def test_ambiguous_write_is_the_http_layers_and_needs_no_httpx_to_catch() -> None:
+    pytest.importorskip("httpx")
+    from annobridge.http import AmbiguousWrite
+
+    assert kit.AmbiguousWrite is AmbiguousWrite and issubclass(AmbiguousWrite, AdapterError)
+    exc = kit.AmbiguousWrite("lost", method="POST", path="/x", reconciled={"a": 1})
+    assert (exc.method, exc.path, exc.reconciled, exc.reconcile_error) == ("POST", "/x", {"a": 1}, None)
+
+
+def test_batched_is_lazy_and_keeps_the_remainder() -> None:
+    assert list(kit.batched(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(kit.batched([], 3)) == []
+    taken: list[int] = []
+
+    def stream() -> Iterator[int]:
+        for i in range(10):
+            taken.append(i)
+            yield i
+
+    first = next(kit.batched(stream(), 4))
+    assert first == [0, 1, 2, 3] and taken == [0, 1, 2, 3]  # only one batch read so far
+    with pytest.raises(ValueError, match="size"):
+        list(kit.batched([1], 0))
+
+
+def test_match_path_gives_the_parts_or_says_what_was_expected() -> None:
+    url = kit.AdapterURL.parse("labelstudio://127.0.0.1:8080/projects/12/")
+    assert url.match_path(r"projects/(\d+|new)", "labelstudio://HOST:PORT/projects/ID").group(1) == "12"
+    ws = kit.AdapterURL.parse("argilla://127.0.0.1:6900/my-ws/my-ds")
+    assert ws.match_path(r"([^/]+)/+([^/]+)", "argilla://HOST:PORT/WORKSPACE/DATASET").groups() == ("my-ws", "my-ds")
+    with pytest.raises(UsageError, match=r"argilla://127.0.0.1:6900/only: expected argilla://HOST:PORT/WORKSPACE"):
+        kit.AdapterURL.parse("argilla://127.0.0.1:6900/only").match_path(r"([^/]+)/+([^/]+)",
+                                                                         "argilla://HOST:PORT/WORKSPACE/DATASET")
+
+
+class _Tool:
+    """A toy store: ids -> native ids; ``lose`` answers of send are lost after the write landed."""
+
+    def __init__(self, held: dict[str, int], *, lose: int = 0, refuse: tuple[str, ...] = (),
+                 drop: tuple[str, ...] = ()) -> None:
+        self.held, self.lose, self.refuse, self.drop = dict(held), lose, refuse, drop
+        self.sent: list[list[str]] = []
+
+    def send(self, pending: list[str]) -> list[tuple[str, str]]:
+        self.sent.append(list(pending))
+        for key in pending:
+            if key not in self.refuse and key not in self.drop:
+                self.held[key] = 100 + len(self.held)
+        if self.lose:
+            self.lose -= 1
+            raise kit.AmbiguousWrite("answer lost")
+        return [(key, "refused: empty text") for key in pending if key in self.refuse] + [("line 9", "bad line")]
+
+
+def test_import_missing_sends_only_what_is_missing_and_accounts_per_id() -> None:
+    tool = _Tool({"a": 1}, refuse=("c",), drop=("d",))
+    result, created = kit.import_missing({k: k for k in "abcd"}, lookup=lambda: tool.held, send=tool.send,
+                                         tool="toy")
+    assert tool.sent == [["b", "c", "d"]]
+    assert (result.existing, result.created, created) == (1, 1, {"b"})
+    assert result.native_ids == {"a": 1, "b": tool.held["b"]}
+    assert dict(result.failed) == {"c": "refused: empty text", "d": "not created by toy's import (it reported no "
+                                   "error)", "line 9": "bad line"}
+
+
+def test_import_missing_after_a_lost_answer_sends_nothing_twice() -> None:
+    tool = _Tool({}, lose=1)
+    result, created = kit.import_missing({k: k for k in "ab"}, lookup=lambda: tool.held, send=tool.send)
+    assert tool.sent == [["a", "b"]]  # the second look-up found both: nothing sent again
+    assert (result.created, result.existing, created) == (2, 0, {"a", "b"})
+
+
+def test_import_missing_gives_up_after_its_attempts() -> None:
+    class Lost(_Tool):
+        def send(self, pending: list[str]) -> list[tuple[str, str]]:
+            self.sent.append(list(pending))
+            raise kit.AmbiguousWrite("answer lost")  # and nothing landed
+
+    tool = Lost({})
+    with pytest.raises(AdapterError, match="toy import kept failing; nothing was duplicated"):
+        kit.import_missing({"a": "a"}, lookup=lambda: tool.held, send=tool.send, tool="toy", attempts=3)
+    assert len(tool.sent) == 3
