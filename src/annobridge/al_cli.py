@@ -85,6 +85,17 @@ AddressOpt = Annotated[
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", min=1, help="Scoring actors for --engine ray (default: one per CPU)")
 ]
+PipelineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pipeline",
+        help="Start from your spaCy pipeline (a package name or a model-best folder): its component for --task "
+        "is fine-tuned, or one is added",
+    ),
+]
+ComponentOpt = Annotated[
+    str | None, typer.Option("--component", help="With --pipeline: the component to fine-tune (a new name adds one)")
+]
 StopSampleOpt = Annotated[
     int, typer.Option("--stop-sample", min=0, help="Pool documents in the fixed stop set (0: no stopping signal)")
 ]
@@ -162,6 +173,8 @@ def run_command(
     stop_max_slope: StopMaxSlopeOpt = None,
     stop_sample: StopSampleOpt = 500,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stop set and of badge sampling")] = 0,
+    pipeline: PipelineOpt = None,
+    component: ComponentOpt = None,
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = None,
@@ -188,8 +201,14 @@ def run_command(
                 raise UsageError("Give --labels, or --dev records to read the labels from.")
             label_list = LabelSchema.infer(task, load_records(str(dev))).labels
         rule = _stop_rule(stop_when, stop_threshold, stop_rounds, stop_metric, stop_max_slope)
-        learner = Learner(task, label_list, gpu=gpu, fit_mode=fit_mode)
+        if pipeline is None:
+            learner = Learner(task, label_list, gpu=gpu, fit_mode=fit_mode)
+        else:
+            learner = Learner.from_pipeline(pipeline, task, label_list, component=component, gpu=gpu,
+                                            fit_mode=fit_mode)
         console.print(escape(f"Device: {learner.device.describe()}"))
+        for note in learner.notes:
+            console.print(escape(f"Pipeline {pipeline}: {note}"))
         loop = ActiveLearningLoop(
             source,
             learner,
@@ -278,6 +297,8 @@ def simulate_command(
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = None,
+    pipeline: PipelineOpt = None,
+    component: ComponentOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (and Ray's own output)")] = False,
 ) -> None:
     """Simulate active learning with the gold labels as the annotator; write the learning curves.
@@ -331,6 +352,8 @@ def simulate_command(
             engine=engine,
             ray_address=address,
             workers=workers,
+            pipeline=pipeline,
+            component=component,
         )
         out.mkdir(parents=True, exist_ok=True)
         result.write_csv(out / "curve.csv")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy
 import pytest
 import spacy
-from al_helpers import gold_docs
+from al_helpers import gold_docs, write_records
 from spacy.cli.init_config import init_config
 from spacy.cli.train import train
 from spacy.tokens import DocBin
+from typer.testing import CliRunner
 
 from annobridge.al import Learner
 from annobridge.al.pipeline import is_initialized
+from annobridge.al_cli import app
 from annobridge.errors import UsageError
 from annobridge.model import Record
 
@@ -146,3 +149,16 @@ def test_clear_errors(trained_ner: Path, tmp_path: Path) -> None:
     nlp.initialize()
     with pytest.raises(UsageError, match="keeps its label set"):
         Learner.from_pipeline(nlp, "textcat", ["ham", "spam", "eggs"])
+
+
+def test_cli_simulate_from_a_pipeline(trained_ner: Path, fashion: list[Record], tmp_path: Path) -> None:
+    data = write_records(tmp_path / "fashion.jsonl", fashion[150:])
+    out = tmp_path / "out"
+    args = ["simulate", f"jsonl:{data}", "--task", "ner", "--vs", "random", "--rounds", "1", "--batch", "10",
+            "--dev-size", "40", "--pool-size", "40", "--pipeline", str(trained_ner), "--out", str(out), "--no-plot"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["full_score"] > 0.1  # the pretrained ner fine-tuned on the 40-document pool
+    result = CliRunner().invoke(app, [*args[:-3], "--component", "tok2vec", "--out", str(out)])
+    assert result.exit_code == 2 and "task ner needs" in result.output

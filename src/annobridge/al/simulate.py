@@ -295,6 +295,8 @@ def simulate(
     diversity_pool: int = 10,
     stability_sample: int | None = None,
     stop: StoppingRule | None = None,
+    pipeline: str | os.PathLike[str] | None = None,
+    component: str | None = None,
     engine: str = "local",
     ray_address: str | None = None,
     workers: int | None = None,
@@ -358,8 +360,14 @@ def simulate(
     if needed > len(pool):
         raise UsageError(f"{rounds} rounds of {batch} need {needed} pool documents; the pool has {len(pool)}")
 
+    def new_learner(seed: int) -> Learner:
+        settings = replace(config, seed=seed)
+        if pipeline is None:
+            return Learner(task, labels, config=settings, gpu=gpu)
+        return Learner.from_pipeline(str(pipeline), task, labels, component=component, config=settings, gpu=gpu)
+
     if full_score is None:
-        learner = Learner(task, labels, config=replace(config, seed=seeds[0] if seeds else 0), gpu=gpu)
+        learner = new_learner(seeds[0] if seeds else 0)
         learner.fit([d for _, d in pool], mode="retrain")
         full_score = learner.evaluate(dev_gold)["score"]
 
@@ -378,7 +386,7 @@ def simulate(
     for strategy, div in specs:
         name = strategy_name(strategy, div)
         for seed in seeds:
-            learner = Learner(task, labels, config=replace(config, seed=seed), gpu=gpu)
+            learner = new_learner(seed)
             labelled: list[str] = []
             previous: list[str] | None = None
             signal: list[StabilityPoint] = []
