@@ -32,10 +32,12 @@ import json
 import logging
 import os
 import struct
+import sys
 import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice, pairwise
@@ -94,19 +96,22 @@ def init_ray(address: str | None = None, workers: int | None = None) -> Any:
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
     if not ray.is_initialized():
-        if not verbose:
-            # Ray's C++ core prints notices of its own to the terminal (an actor's constructor
-            # arguments in the object store, ...); real failures still reach us as exceptions.
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "logging_level": logging.INFO if verbose else logging.ERROR,
             "log_to_driver": verbose,
         }
-        if address:
+        if not address:
+            kwargs["num_cpus"] = workers or os.cpu_count() or 1
+        if verbose:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, **kwargs)
+            # Ray's C++ core prints notices of its own to the terminal (Ray Data's actors keep their
+            # constructor arguments in the object store, ...): only fatal ones, and the one line
+            # that says so, printed while Ray starts, is kept off stderr. Failures still raise.
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+            with _stderr_muted():
+                ray.init(address=address, **kwargs)
         _started_here = True
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = verbose
@@ -115,6 +120,20 @@ def init_ray(address: str | None = None, workers: int | None = None) -> Any:
     # The driver numbers fresh documents as they arrive: outputs must come in pool order.
     ctx.execution_options.preserve_order = True
     return ray
+
+
+@contextmanager
+def _stderr_muted() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the block: what C++ code writes there, not only Python."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def shutdown() -> None:
