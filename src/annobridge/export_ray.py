@@ -111,6 +111,8 @@ class _Chunk:
     items: list[tuple[str, Any]] = field(default_factory=list)
     #: outcomes of the records the driver converted, by position in the chunk
     done: dict[int, RecordOutcome] = field(default_factory=dict)
+    #: how many records it holds, also once ``items`` is dropped (sent: Ray holds its copy)
+    size: int = 0
 
     @property
     def file(self) -> str:
@@ -118,7 +120,7 @@ class _Chunk:
 
     def describe(self) -> str:
         first, last = self.places[0].id, self.places[-1].id
-        return f"{len(self.items)} {self.split} records ({first} .. {last})"
+        return f"{self.size} {self.split} records ({first} .. {last})"
 
 
 # -- the worker side -------------------------------------------------------------
@@ -306,11 +308,16 @@ class _Run:
             return
         while len(self.in_flight) >= self.max_in_flight:
             self._collect(block=True)
+        chunk.size = len(chunk.items)
         self.in_flight[self.submit_fn(chunk)] = chunk
+        chunk.items = []  # serialized into Ray's object store by now: the driver keeps no second copy
 
     def _collect(self, *, block: bool) -> None:
         ray = self.ray
-        done, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=None if block else 0)
+        refs = list(self.in_flight)
+        done, _ = ray.wait(refs, num_returns=1 if block else len(refs), timeout=None if block else 0)
+        if block and len(refs) > 1:  # and whatever else has finished meanwhile
+            done += ray.wait([r for r in refs if r not in done], num_returns=len(refs) - 1, timeout=0)[0]
         for ref in done:
             chunk = self.in_flight.pop(ref)
             try:

@@ -136,8 +136,11 @@ def test_ner_ray_matches_local(ray_local: Any, tmp_path: Path) -> None:
     assert len(rrep.files["train"]) > 2  # many tasks, not one
 
 
-def test_textcat_ray_matches_local_with_survey_and_stratify(ray_local: Any, tmp_path: Path) -> None:
+def test_textcat_ray_matches_local_with_survey_and_stratify(
+    ray_local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # exclusive textcat without --labels and --stratify both read the survey's spool first
+    monkeypatch.setattr(export_ray, "_WINDOW", 1)  # rare splits' chunks are sent before they are full
     src = _with_edge_cases(TEXTCAT, tmp_path / "sms.jsonl", _textcat_extra(), [])
     kwargs: dict[str, Any] = {"task": "textcat", "shard_size": SHARD, "stratify": True, "seed": 3}
     lrep = export(f"jsonl:{src}", tmp_path / "local", **kwargs)
@@ -146,6 +149,7 @@ def test_textcat_ray_matches_local_with_survey_and_stratify(ray_local: Any, tmp_
     assert rrep.labels == ["ham", "spam"]
     assert len(rrep.records_skipped) == 3  # no label, ignored, the broken line: each with its reason
     assert rrep.records_exported == 501
+    assert len(rrep.files["dev"]) > len(lrep.files["dev"])  # the window did cut the rare split's chunks
 
 
 def test_cli_engine_ray(ray_local: Any, tmp_path: Path) -> None:
