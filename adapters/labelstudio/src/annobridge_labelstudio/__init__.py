@@ -26,8 +26,6 @@ How things are kept:
 from __future__ import annotations
 
 import json
-import re
-import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -46,7 +44,6 @@ __all__ = ["Cursor", "LabelStudioAdapter", "label_config_for"]
 
 ID_KEY = "annobridge_id"
 UNCERTAINTY = "Uncertainty sampling"
-_PROJECT_PATH = re.compile(r"^/?projects/(\d+|new)/?$")
 
 
 Cursor = kit.PullCursor  # the name this adapter's users know
@@ -73,11 +70,8 @@ class LabelStudioAdapter(kit.Adapter):
     def __init__(self, url: kit.AdapterURL, config: kit.AdapterConfig | None = None, *,
                  client: LabelStudioClient | None = None) -> None:
         super().__init__(url, config)
-        match = _PROJECT_PATH.match(url.path or "")
-        if not match:
-            raise kit.UsageError(
-                f"{url}: expected labelstudio://HOST:PORT/projects/ID or labelstudio://HOST:PORT/projects/new?title=..."
-            )
+        match = url.match_path(r"projects/(\d+|new)",
+                               "labelstudio://HOST:PORT/projects/ID or labelstudio://HOST:PORT/projects/new?title=...")
         self.project_id: int | None = None if match.group(1) == "new" else int(match.group(1))
         options: LabelStudioOptions = self.options
         self.title = options.title
@@ -167,8 +161,6 @@ class LabelStudioAdapter(kit.Adapter):
         of a task: a binary yes/no answer and a rejected manual one have no form there and fail with that
         reason; skip and ignore become cancelled annotations (its Skip). The server sets the timestamps.
         """
-        from annobridge.http import AmbiguousWrite
-
         items = list(items)
         result = kit.ImportResult()
         if schema is not None:
@@ -233,7 +225,7 @@ class LabelStudioAdapter(kit.Adapter):
                 try:
                     self.client.request("POST", f"/api/tasks/{tid}/annotations/", json=body,
                                         reconcile=lambda tid=tid, key=key: key in self._annotation_keys({tid})[tid])
-                except AmbiguousWrite as exc:
+                except kit.AmbiguousWrite as exc:
                     if exc.reconcile_error is not None or not exc.reconciled:
                         raise
                 have.setdefault(tid, set()).add(key)
@@ -367,23 +359,12 @@ class LabelStudioAdapter(kit.Adapter):
         pid = self._project_id()
         empty = not self.count()  # a new project needs no look-up of what is there
         result = kit.ImportResult()
-        model_versions: list[str] = []
-        chunk: list[tuple[kit.Document, kit.Prediction | None]] = []
-
-        def flush() -> None:
-            if chunk:
-                result.merge(self._import_chunk(pid, chunk, check_existing=not empty))
-                chunk.clear()
-
-        for doc, pred in items:
-            if pred is not None and pred.model_version not in model_versions:
-                model_versions.append(pred.model_version)
-            chunk.append((doc, pred))
-            if len(chunk) >= self.chunk_size:
-                flush()
-        flush()
+        model_versions: dict[str, None] = {}  # in the order met: the last one becomes the project's
+        for chunk in kit.batched(items, self.chunk_size):
+            model_versions.update((pred.model_version, None) for _doc, pred in chunk if pred is not None)
+            result.merge(self._import_chunk(pid, chunk, check_existing=not empty))
         if model_versions:
-            self._set_model_version(model_versions[-1])
+            self._set_model_version(list(model_versions)[-1])
         return result
 
     def _import_chunk(self, pid: int, chunk: list[tuple[kit.Document, kit.Prediction | None]], *, check_existing: bool
@@ -395,7 +376,7 @@ class LabelStudioAdapter(kit.Adapter):
             result.existing += len(existing)
             result.native_ids.update(existing)
             todo = [(doc, pred) for doc, pred in chunk if doc.id not in existing]
-        from annobridge.http import AmbiguousWrite, Rejection, isolate_rejected
+        from annobridge.http import Rejection, isolate_rejected
 
         # the task JSON is built for the whole chunk first: it validates labels before anything is sent
         tasks = {doc.id: self._task_json(doc, pred) for doc, pred in todo}
@@ -410,7 +391,7 @@ class LabelStudioAdapter(kit.Adapter):
                     resp = self.client.request(
                         "POST", f"/api/projects/{pid}/import", params={"return_task_ids": "true"},
                         json=[tasks[i] for i in ids], ok=(400, 413), reconcile=lambda ids=ids: self.find_tasks(ids))
-                except AmbiguousWrite as exc:
+                except kit.AmbiguousWrite as exc:
                     if exc.reconcile_error is not None:
                         raise
                     # The server may have stored the batch (or part of it) before failing: the reconcile hook
@@ -448,12 +429,9 @@ class LabelStudioAdapter(kit.Adapter):
         """
         pid = self._project_id()
         result = kit.ImportResult()
-        model_versions: list[str] = []
-        batch: list[tuple[kit.Document, kit.Prediction]] = []
-
-        def flush() -> None:
-            if not batch:
-                return
+        model_versions: dict[str, None] = {}  # in the order met: the last one becomes the project's
+        for batch in kit.batched(items, self.chunk_size):
+            model_versions.update((pred.model_version, None) for _doc, pred in batch)
             tasks = self.find_tasks(doc.id for doc, _ in batch)
             have = self._prediction_versions(list(tasks.values()), {p.model_version for _, p in batch})
             missing = [(doc, pred) for doc, pred in batch if doc.id not in tasks]
@@ -473,17 +451,8 @@ class LabelStudioAdapter(kit.Adapter):
             if body:
                 self._post_predictions(pid, body)
                 result.created += len(body)
-            batch.clear()
-
-        for doc, pred in items:
-            if pred.model_version not in model_versions:
-                model_versions.append(pred.model_version)
-            batch.append((doc, pred))
-            if len(batch) >= self.chunk_size:
-                flush()
-        flush()
         if model_versions:
-            self._set_model_version(model_versions[-1])
+            self._set_model_version(list(model_versions)[-1])
         return result
 
     def _tasks_with_version(self, task_ids: list[int], model_version: str) -> set[int]:
@@ -507,14 +476,12 @@ class LabelStudioAdapter(kit.Adapter):
         return versions
 
     def _post_predictions(self, pid: int, body: list[dict[str, Any]]) -> None:
-        from annobridge.http import AmbiguousWrite
-
         def landed() -> dict[int, set[str]]:
             return self._prediction_versions([int(p["task"]) for p in body], {p["model_version"] for p in body})
 
         try:
             self.client.request("POST", f"/api/projects/{pid}/import/predictions", json=body, reconcile=landed)
-        except AmbiguousWrite as exc:
+        except kit.AmbiguousWrite as exc:
             if exc.reconcile_error is not None:
                 raise
             # Send again only to tasks that did not get this model version.
@@ -727,14 +694,10 @@ class LabelStudioAdapter(kit.Adapter):
             "task_filter_options": {"only_with_annotations": False},
             "annotation_filter_options": {"usual": True, "ground_truth": True, "skipped": True},
         }, idempotent=True)  # a second snapshot after a retried create costs time, not correctness
-        export = resp.json()
-        eid = export["id"]
-        deadline = time.monotonic() + 3600
-        while export.get("status") not in ("completed", "failed"):
-            if time.monotonic() > deadline:
-                raise kit.AdapterError(f"Label Studio export {eid} did not finish within an hour.")
-            time.sleep(0.5)
-            export = self.client.get_json(f"/api/projects/{pid}/exports/{eid}")
+        eid = resp.json()["id"]
+        export = kit.poll_until(lambda: self.client.get_json(f"/api/projects/{pid}/exports/{eid}"),
+                                lambda e: e.get("status") in ("completed", "failed"), initial=resp.json(),
+                                timeout=3600, message=f"Label Studio export {eid} did not finish within an hour.")
         if export.get("status") == "failed":
             raise kit.AdapterError(f"Label Studio export {eid} of project {pid} failed on the server.")
         def resumed(_exc: Exception) -> None:
