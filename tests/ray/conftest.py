@@ -8,6 +8,7 @@ instead of starting (or shutting down) another.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +26,13 @@ def ray_local() -> Iterator[object]:
 
     started = not ray.is_initialized()
     if started:
+        # As annobridge starts Ray: only fatal notices from Ray's C++ core reach the terminal, so a
+        # test can check that Ray's chatter stays out of the CLI's output.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         ray.init(
             num_cpus=2,
             include_dashboard=False,
-            logging_level=logging.WARNING,
+            logging_level=logging.ERROR,
             log_to_driver=False,
             configure_logging=True,
         )

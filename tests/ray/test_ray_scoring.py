@@ -105,6 +105,10 @@ def test_actor_ships_predictions_only_for_documents_that_can_enter(ray_local: An
     assert {c.document.id for c in local.candidates} <= shipped
 
 
+def saved_version(state: dict[str, Any]) -> str:
+    return f"annobridge-al-textcat-round{state['round']}"
+
+
 def _saved(learner: Learner) -> Path:
     import tempfile
 
@@ -199,3 +203,46 @@ def test_missing_ray_gives_the_install_line(monkeypatch: pytest.MonkeyPatch, tmp
     assert result.exit_code != 0 and "pip install 'annobridge[ray]'" in result.output
     with pytest.raises(UsageError, match="engine must be one of"):
         learner.score_pool([], "entropy", keep=5, engine="dask")
+
+
+def test_cli_run_on_ray_selects_what_the_local_engine_selects(
+    ray_local: Any, tmp_path: Path, sms: list[Record]
+) -> None:
+    from al_helpers import annotate_jsonl, write_documents
+
+    from annobridge.al.loop import ActiveLearningLoop
+    from annobridge.al.strategies import select_batch
+
+    pool = write_documents(tmp_path / "pool.jsonl", sms[:240])
+    dev = write_records(tmp_path / "dev.jsonl", sms[400:])
+    project = tmp_path / "project.jsonl"
+    state = tmp_path / "st"
+    args = [
+        "run", f"jsonl:{project}", "--pool", str(pool), "--task", "textcat", "--dev", str(dev), "--batch", "10",
+        "--wait", "0", "--state", str(state), "--stop-sample", "30", "--engine", "ray", "--workers", "2",
+    ]  # fmt: skip
+    first = CliRunner().invoke(app, [*args, "--rounds", "1"])
+    assert first.exit_code == 3, first.output  # cold start scored on Ray, pushed, waiting for labels
+    # The stop set is the one the local engine's pass draws.
+    local_state = tmp_path / "local"
+    local_loop = ActiveLearningLoop(
+        f"jsonl:{tmp_path / 'other.jsonl'}", Learner("textcat", ["ham", "spam"]), pool, None,
+        state_dir=local_state, stability_sample=30,
+    )  # fmt: skip
+    local_loop.score()
+    assert (state / "stop_set.jsonl").read_text() == (local_state / "stop_set.jsonl").read_text()
+    annotate_jsonl(project, {r.id: r for r in sms[:240]})
+    second = CliRunner().invoke(app, [*args, "--rounds", "2"])
+    assert second.exit_code == 0, second.output  # round 0 trained; round 1 scored with the model, pushed
+    assert "Waiting for labels on round 1" in second.output
+    saved = json.loads((state / "state.json").read_text())
+    assert saved["round"] == 1 and len(saved["selected"]) == 10
+    assert all(item["prediction"]["categories"] for item in saved["selected"])
+    # The same round on the local engine, with the model the loop trained: the same batch.
+    learner = Learner.load(state / "model")
+    before = set(saved["seen"]) - {item["id"] for item in saved["selected"]}  # round 0's batch
+    assert len(before) == 10
+    scores = learner.score_pool(pool, "entropy", keep=40, exclude_ids=before, model_version=saved_version(saved))
+    taken, _ = select_batch(scores.candidates, 10)
+    expected = [(c.document.id, round(c.score, 6), c.prediction.to_dict() if c.prediction else None) for c in taken]
+    assert [(i["id"], i["score"], i["prediction"]) for i in saved["selected"]] == expected

@@ -113,13 +113,28 @@ def init_ray(address: str | None = None, workers: int | None = None) -> Any:
             with _stderr_muted():
                 ray.init(address=address, **kwargs)
         _started_here = True
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = verbose
-    if hasattr(ctx, "print_on_execution_start"):
-        ctx.print_on_execution_start = verbose
-    # The driver numbers fresh documents as they arrive: outputs must come in pool order.
-    ctx.execution_options.preserve_order = True
     return ray
+
+
+@contextmanager
+def _data_context(ray: Any) -> Iterator[None]:
+    """Ray Data settings for annobridge's own datasets, put back afterwards: the caller's process may
+    run datasets of its own, with settings of its own."""
+    ctx = ray.data.DataContext.get_current()
+    verbose = _verbose()
+    wanted: dict[str, Any] = {"enable_progress_bars": verbose, "print_on_execution_start": verbose}
+    saved = {k: getattr(ctx, k) for k in wanted if hasattr(ctx, k)}
+    saved_order = ctx.execution_options.preserve_order
+    try:
+        for key in saved:
+            setattr(ctx, key, wanted[key])
+        # The driver numbers fresh documents as they arrive: outputs must come in pool order.
+        ctx.execution_options.preserve_order = True
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(ctx, key, value)
+        ctx.execution_options.preserve_order = saved_order
 
 
 @contextmanager
@@ -438,22 +453,23 @@ def score_pool_ray(
     shards = None
     if isinstance(source, (str, os.PathLike)):
         shards = jsonl_shards(Path(source), n_actors)
-    if shards is not None:
-        if shards:
-            run(shards, None)
-    else:
-        if isinstance(source, (str, os.PathLike)):
-            from ..readers import read_documents
+    with _data_context(ray):
+        if shards is not None:
+            if shards:
+                run(shards, None)
+        else:
+            if isinstance(source, (str, os.PathLike)):
+                from ..readers import read_documents
 
-            source = read_documents(
-                source if isinstance(source, str) else Path(source),
-                on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
-            )
-        for docs, skipped in _windows(source, exclude, window or WINDOW):
-            state["skipped"] += skipped
-            if docs:
-                rows = [{"pos": p, "id": d.id, "text": d.text} for p, d in enumerate(docs)]
-                run(rows, docs)
+                source = read_documents(
+                    source if isinstance(source, str) else Path(source),
+                    on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
+                )
+            for docs, skipped in _windows(source, exclude, window or WINDOW):
+                state["skipped"] += skipped
+                if docs:
+                    rows = [{"pos": p, "id": d.id, "text": d.text} for p, d in enumerate(docs)]
+                    run(rows, docs)
     state["scored"] = state["index"]
     return PoolScores(
         candidates=top.ranked(),
