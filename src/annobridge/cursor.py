@@ -9,12 +9,11 @@ a timestamp passed back that way gives a timestamp-based pull, the whole dict an
 An adapter's pull, in outline::
 
     ledger = AnnotationLedger.resume(since, owner=project_id)
-    for record in self._read(ledger.since):                    # the tool's own listing
-        gone = ledger.update(native_key, record)
-        if ledger.incremental and not record.annotations and not gone:
-            continue                                           # nothing new here
-        yield record
+    listing = ((native_key, self._record(item)) for item in self._read(ledger.since))  # the tool's own listing
+    yield from ledger.changes(listing, answers)                # only what is new, changed or deleted
     self.cursor = ledger.cursor(watermark, owner=project_id)
+
+(:meth:`AnnotationLedger.changes` is :meth:`~AnnotationLedger.update` per record plus the rules around it.)
 
 A tool that keeps no usable timestamps (doccano: labels are listed per example only, and an example's
 ``updated_at`` does not move when its labels do) can still pull incrementally by comparing what it sees
@@ -36,16 +35,16 @@ import hashlib
 import json
 import os
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .adapter import as_utc
+from .adapter import as_utc, filter_answers
 from .atomic import atomic_write_bytes
 from .errors import UsageError
-from .model import Annotation, Record
+from .model import Annotation, Answer, Record
 
 __all__ = ["INLINE_CURSOR_MAX", "AnnotationLedger", "DigestCursor", "PullCursor", "digest", "utc_iso"]
 
@@ -81,6 +80,9 @@ class AnnotationLedger:
     #: True when this pull started from a cursor or a timestamp (only changes are yielded)
     incremental: bool = False
     since: datetime | None = None
+    #: the newest ``updated_at`` of the annotations :meth:`update` has seen (from ``since``): a watermark for
+    #: tools whose server clock cannot be read
+    newest: datetime | None = None
     #: the id of an annotation within its record
     annotation_id: Callable[[Annotation], str] = field(
         default=lambda a: str(a.native_ids.get("annotation_id")), repr=False
@@ -113,12 +115,17 @@ class AnnotationLedger:
             ledger.since = as_utc(since)
             if ledger.since is None:
                 raise UsageError(f"since: not a cursor nor a date: {since!r}")
+        ledger.newest = ledger.since
         return ledger
 
     def update(self, key: str, record: Record) -> list[str]:
         """Keep in ``record`` only the annotations new or changed since the cursor (all, on a full pull), and
         record what it holds now. Returns the ids of annotations the cursor knew and the record no longer has."""
         now = {self.annotation_id(a): _stamp(a) for a in record.annotations}
+        for annotation in record.annotations:
+            stamp = as_utc(annotation.updated_at)
+            if stamp is not None and (self.newest is None or stamp > self.newest):
+                self.newest = stamp
         gone: list[str] = []
         if self.incremental:
             before = self.seen.get(key)
@@ -134,6 +141,27 @@ class AnnotationLedger:
         else:
             self.seen.pop(key, None)
         return gone
+
+    def changes(
+        self,
+        listing: Iterable[tuple[str, Record | None]],
+        answers: Collection[Answer] | None = None,
+        *,
+        deleted_id: Callable[[str], Any] = str,
+    ) -> Iterator[Record]:
+        """The records of a pull from the tool's ``(record key, record)`` listing (None: an item that gave no
+        record), each through :meth:`update`: annotations deleted since the cursor are named, as ``deleted_id``
+        makes them, in ``record.native_ids["deleted_annotation_ids"]``; an incremental pull leaves out records
+        with nothing new, changed or deleted; then only the ``answers`` asked for are kept."""
+        for key, record in listing:
+            if record is None:
+                continue
+            gone = self.update(key, record)
+            if gone:
+                record.native_ids["deleted_annotation_ids"] = [deleted_id(x) for x in gone]
+            if self.incremental and not record.annotations and not gone:
+                continue
+            yield filter_answers(record, answers)
 
     def _after_since(self, annotation: Annotation) -> bool:
         stamp = as_utc(annotation.timestamp)

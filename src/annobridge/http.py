@@ -26,7 +26,8 @@ Auth comes as ``httpx.Auth`` flows: :class:`StaticTokenAuth` (a fixed header), :
 :class:`LoginTokenAuth` (log in with a user name and password for a token; log in again on 401).
 
 Pagination: :meth:`HttpClient.pages_offset` (offset/limit), :meth:`HttpClient.pages_numbered` (page
-numbers, a 404 past the end) and :meth:`HttpClient.pages_next` (``next`` links).
+numbers, a 404 past the end) and :meth:`HttpClient.pages_next` (``next`` links); :meth:`HttpClient.items_offset`
+reads an offset listing of known length as a few pages side by side.
 
 This module needs ``httpx`` and ``tenacity`` (the server adapters' extras); adapters import it lazily.
 """
@@ -51,6 +52,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 import httpx
 import tenacity
 
+from .bulk import parallel_map
 from .config import Secret, check_server_url
 from .errors import AdapterError, AmbiguousWrite, ServerUnreachableError
 from .jsonio import iter_json_array
@@ -739,6 +741,35 @@ class HttpClient:
             if len(page.items) < limit:
                 return
             offset += len(page.items)
+
+    def items_offset(
+        self,
+        path: str,
+        *,
+        expected: int,
+        params: ParamsArg = None,
+        items: str | Callable[[Any], list[Any]] = "items",
+        workers: int = 4,
+        limit: int = 1000,
+        offset_param: str = "offset",
+        limit_param: str = "limit",
+    ) -> list[Any]:
+        """All items of an offset/limit listing about ``expected`` long (a count read elsewhere, say a cheap
+        counter endpoint): those are fetched as ``workers`` pages side by side, which a server with several
+        workers serves in parallel; should the listing be longer, the rest follows page by page of ``limit``."""
+        size = max(1, -(-expected // workers)) if expected > 0 else limit
+        starts = list(range(0, max(expected, 1), size))
+        base = _params(params)
+
+        def page(offset: int) -> list[Any]:
+            return _items(self.get_json(path, [*base, (offset_param, offset), (limit_param, size)]), items)
+
+        found = [item for batch in parallel_map(page, starts, workers=workers) for item in batch]
+        if len(found) >= len(starts) * size:  # as long as expected, or longer: read on from there
+            found.extend(self.iter_items(self.pages_offset(path, params=base, limit=limit, items=items,
+                                                           offset_param=offset_param, limit_param=limit_param,
+                                                           start=len(found))))
+        return found
 
     def pages_numbered(
         self,

@@ -231,3 +231,53 @@ def test_import_missing_gives_up_after_its_attempts() -> None:
     with pytest.raises(AdapterError, match="toy import kept failing; nothing was duplicated"):
         kit.import_missing({"a": "a"}, lookup=lambda: tool.held, send=tool.send, tool="toy", attempts=3)
     assert len(tool.sent) == 3
+
+
+@pytest.mark.parametrize(("total", "expected"), [(10, 10), (10, 6), (0, 0), (3, 0), (2500, 2500)])
+def test_items_offset_reads_a_listing_of_known_length_side_by_side(total: int, expected: int) -> None:
+    httpx = pytest.importorskip("httpx")
+    from annobridge.http import HttpClient
+
+    asked: list[tuple[int, int]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        offset, limit = int(request.url.params["offset"]), int(request.url.params["limit"])
+        assert request.url.params["confirmed"] == "true"
+        asked.append((offset, limit))
+        return httpx.Response(200, json={"results": [{"id": i} for i in range(offset, min(total, offset + limit))]})
+
+    client = HttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
+    found = client.items_offset("/examples", expected=expected, params={"confirmed": "true"}, items="results",
+                                workers=4, limit=1000)
+    assert [item["id"] for item in found] == list(range(total))
+    if expected:
+        size = -(-expected // 4)  # the known length in (at most) 4 pages, then pages of 1000
+        assert sorted(a for a in asked if a[1] == size) == [(start, size) for start in range(0, expected, size)]
+        assert all(limit == 1000 for _offset, limit in asked if limit != size)
+
+
+def test_ledger_changes_is_the_pull_template() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from annobridge.model import Annotation, Answer, Document, Record
+
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+
+    def rec(doc: str, *anns: tuple[str, datetime, Answer]) -> Record:
+        return Record(Document(doc, "text"), [
+            Annotation(f"u{aid}", answer=answer, updated_at=at, native_ids={"annotation_id": aid})
+            for aid, at, answer in anns])
+
+    full = kit.AnnotationLedger.resume(None, owner=1)
+    listing = [("10", rec("a", ("1", t0, Answer.ACCEPT))), ("11", None), ("12", rec("b", ("2", t0, Answer.REJECT)))]
+    assert [r.id for r in full.changes(listing)] == ["a", "b"]  # a full pull: every record, None left out
+    assert full.newest == t0
+    later = kit.AnnotationLedger.resume(full.cursor(full.newest, owner=1), owner=1)
+    t1 = t0 + timedelta(seconds=5)
+    listing = [("10", rec("a", ("1", t0, Answer.ACCEPT))), ("12", rec("b")),
+               ("13", rec("c", ("3", t1, Answer.ACCEPT), ("4", t1, Answer.REJECT)))]
+    out = list(later.changes(listing, [Answer.ACCEPT], deleted_id=int))
+    assert [r.id for r in out] == ["b", "c"]  # "a" unchanged: left out; "b" lost annotation 2
+    assert out[0].native_ids["deleted_annotation_ids"] == [2] and out[0].annotations == []
+    assert [a.native_ids["annotation_id"] for a in out[1].annotations] == ["3"]  # only the answers asked for
+    assert later.newest == t1

@@ -152,12 +152,8 @@ class ArgillaAdapter(kit.Adapter):
     def __init__(self, url: kit.AdapterURL, config: kit.AdapterConfig | None = None, *,
                  transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(url, config)
-        parts = [p for p in url.path.split("/") if p]
-        if len(parts) != 2:
-            raise kit.UsageError(
-                f"{url}: expected argilla://HOST:PORT/WORKSPACE/DATASET, e.g. {self.url_example}"
-            )
-        self.workspace, self.dataset_name = parts
+        self.workspace, self.dataset_name = url.match_path(
+            r"([^/]+)/+([^/]+)", f"argilla://HOST:PORT/WORKSPACE/DATASET, e.g. {self.url_example}").groups()
         # The same https rule whether the server comes from the URL, ARGILLA_API_URL or the config file.
         self.base_url = self.config.server_url(url, env="ARGILLA_API_URL")
         self.api_key: kit.Secret | None = self.config.secret("api_key", env="ARGILLA_API_KEY")
@@ -613,27 +609,27 @@ class ArgillaAdapter(kit.Adapter):
         result = kit.ImportResult()
         existing = self._existing(ds)
         seen: set[str] = set()
-        batch: list[tuple[str, dict[str, Any]]] = []
-        for doc, prediction in entries:
-            if doc.id in seen:
-                # a later prediction for the same document would overwrite the first on the server
-                result.existing += 1
-                continue
-            seen.add(doc.id)
-            found = existing.get(doc.id)
-            if found is not None and not update_existing:
-                result.existing += 1
-                result.native_ids[doc.id] = found.record_id
-                continue
-            try:
-                batch.append((doc.id, self._item(ds, doc, prediction, found)))
-            except (kit.SchemaError, ValueError, TypeError) as exc:
-                result.failed.append((doc.id, str(exc)))
-                continue
-            if len(batch) >= self.batch_size:
-                self._bulk(ds, batch, result)
-                batch = []
-        self._bulk(ds, batch, result)
+
+        def items() -> Iterator[tuple[str, dict[str, Any]]]:
+            """The records to send, built as the batches need them; the others accounted for here."""
+            for doc, prediction in entries:
+                if doc.id in seen:
+                    # a later prediction for the same document would overwrite the first on the server
+                    result.existing += 1
+                    continue
+                seen.add(doc.id)
+                found = existing.get(doc.id)
+                if found is not None and not update_existing:
+                    result.existing += 1
+                    result.native_ids[doc.id] = found.record_id
+                    continue
+                try:
+                    yield doc.id, self._item(ds, doc, prediction, found)
+                except (kit.SchemaError, ValueError, TypeError) as exc:
+                    result.failed.append((doc.id, str(exc)))
+
+        for batch in kit.batched(items(), self.batch_size):
+            self._bulk(ds, batch, result)
         return result
 
     def write_documents(self, items: Iterator[tuple[kit.Document, kit.Prediction | None]], *,
@@ -724,24 +720,12 @@ class ArgillaAdapter(kit.Adapter):
         ds = self.dataset()
         ledger = kit.AnnotationLedger.resume(
             since, owner=ds.id, annotation_id=lambda a: str(a.native_ids.get("argilla_response_id")))
-        latest = ledger.since
         users = self.users()
         probe = self._request("GET", f"/datasets/{ds.id}/records", params={"offset": 0, "limit": 1})
         pages = self._iter_own(ds) if probe.status_code == 403 else self._iter_pages(ds)
-        for item in pages:
-            record = self._record(ds, item, users)
-            if record is None:
-                continue
-            for ann in record.annotations:
-                if ann.updated_at is not None and (latest is None or ann.updated_at > latest):
-                    latest = ann.updated_at
-            gone = ledger.update(str(item["id"]), record)
-            if gone:
-                record.native_ids["deleted_annotation_ids"] = gone
-            if ledger.incremental and not record.annotations and not gone:
-                continue
-            yield kit.filter_answers(record, answers)
-        self.cursor = ledger.cursor(latest, owner=ds.id)
+        yield from ledger.changes(((str(item["id"]), self._record(ds, item, users)) for item in pages), answers)
+        # Argilla's clock cannot be read: the watermark is the newest response seen
+        self.cursor = ledger.cursor(ledger.newest, owner=ds.id)
 
     def _record(self, ds: _Dataset, item: Mapping[str, Any], users: Mapping[str, str]) -> kit.Record | None:
         doc_id = str(item.get("external_id") or item["id"])
