@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spacy.tokens import Doc
+from spacy.tokens import Doc, DocBin
 
 from .convert import DocConverter
 from .errors import AnnobridgeError, UsageError
@@ -107,8 +107,11 @@ class _Chunk:
     #: the records' positions in the pull (what the driver tallies by)
     seqs: list[int] = field(default_factory=list)
     places: list[Place] = field(default_factory=list)
-    #: ("record", Record.to_dict()) to convert, or ("doc", Doc bytes) converted on the driver
+    #: ("record", Record.to_dict()) to convert, or ("doc", its index in ``docs``) converted on the driver
     items: list[tuple[str, Any]] = field(default_factory=list)
+    #: the Docs the driver converted, in a DocBin that stores what the shard stores: one ``to_bytes``
+    #: per chunk (``Doc.to_bytes`` costs milliseconds per doc)
+    docs: LeanDocBin | None = None
     #: outcomes of the records the driver converted, by position in the chunk
     done: dict[int, RecordOutcome] = field(default_factory=dict)
     #: how many records it holds, also once ``items`` is dropped (sent: Ray holds its copy)
@@ -141,7 +144,7 @@ def _worker_converter(token: str, holder: list[Any]) -> DocConverter:
 
 
 def _convert_chunk(
-    token: str, holder: list[Any], items: list[tuple[str, Any]]
+    token: str, holder: list[Any], items: list[tuple[str, Any]], driver_docs: bytes | None = None
 ) -> tuple[bytes | None, list[tuple[RecordOutcome | None, int | None]], tuple[dict[str, int], dict[Any, int]]]:
     """One task: the chunk's shard (None when every record was skipped), per record (outcome, index in it).
 
@@ -155,10 +158,11 @@ def _convert_chunk(
     vocab = converter.nlp.vocab
     max_length = converter.nlp.max_length
     shard = LeanDocBin(attrs=DOCBIN_ATTRS)
+    converted = [] if driver_docs is None else list(DocBin().from_bytes(driver_docs).get_docs(vocab))
     results: list[tuple[RecordOutcome | None, int | None]] = []
     for kind, payload in items:
         if kind == "doc":
-            doc: Doc | None = Doc(vocab).from_bytes(payload)
+            doc: Doc | None = converted[payload]
             outcome: RecordOutcome | None = None
         else:
             outcome, doc = convert_record(converter, DocBinWriter, Record.from_dict(payload), max_length)
@@ -215,7 +219,9 @@ def convert_on_ray(
         # so each worker unpickles it once per export (_worker_converter)
         holder = [ray.put((converter.nlp, converter.schema, converter.align, converter.policy))]
         task = ray.remote(num_cpus=1)(_convert_chunk)
-        run.submit_fn = lambda chunk: task.remote(token, holder, chunk.items)
+        run.submit_fn = lambda chunk: task.remote(
+            token, holder, chunk.items, None if chunk.docs is None else chunk.docs.to_bytes()
+        )
         max_length = converter.nlp.max_length
         utf8_seen = False
         sensitive_task = converter.schema.task.is_span_task
@@ -233,7 +239,10 @@ def convert_on_ray(
                     chunk.done[len(chunk.items)] = outcome
                     chunk.seqs.append(seq)
                     chunk.places.append(where)
-                    chunk.items.append(("doc", doc.to_bytes()))
+                    if chunk.docs is None:
+                        chunk.docs = LeanDocBin(attrs=DOCBIN_ATTRS)
+                    chunk.items.append(("doc", len(chunk.docs)))
+                    chunk.docs.add(doc)
             else:
                 chunk.seqs.append(seq)
                 chunk.places.append(where)
@@ -310,7 +319,7 @@ class _Run:
             self._collect(block=True)
         chunk.size = len(chunk.items)
         self.in_flight[self.submit_fn(chunk)] = chunk
-        chunk.items = []  # serialized into Ray's object store by now: the driver keeps no second copy
+        chunk.items, chunk.docs = [], None  # in Ray's object store by now: the driver keeps no second copy
 
     def _collect(self, *, block: bool) -> None:
         ray = self.ray

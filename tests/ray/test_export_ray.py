@@ -169,11 +169,11 @@ def test_cli_engine_ray(ray_local: Any, tmp_path: Path) -> None:
 _REAL_CHUNK = export_ray._convert_chunk
 
 
-def _poisoned_chunk(token: str, holder: list[Any], items: list[tuple[str, Any]]) -> Any:
+def _poisoned_chunk(token: str, holder: list[Any], items: list[tuple[str, Any]], *rest: Any) -> Any:
     """Runs in the Ray worker (this module is pickled by value): fails the task holding the poisoned record."""
     if any(kind == "record" and payload["id"] == "poison" for kind, payload in items):
         raise RuntimeError("worker ran out of patience")
-    return _REAL_CHUNK(token, holder, items)
+    return _REAL_CHUNK(token, holder, items, *rest)
 
 
 def test_failed_task_leaves_previous_export(ray_local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
