@@ -166,6 +166,15 @@ def test_cold_start_on_ray_is_random_by_seed_and_id(ray_local: Any, sms: list[Re
     assert [c.document.id for c in other.candidates] != [c.document.id for c in first.candidates]
 
 
+def test_more_workers_than_cpus_are_capped(ray_local: Any, sms: list[Record], caplog: pytest.LogCaptureFixture) -> None:
+    learner = Learner("textcat", ["ham", "spam"], **SMALL)
+    documents = [r.document for r in sms[:100]]
+    # 4 one-CPU actors would never all be placed on the suite's 2-CPU Ray: the call would hang.
+    capped = learner.score_pool(documents, "entropy", keep=5, engine="ray", workers=4, seed=3)
+    assert "Ray has 2 CPUs: scoring with 2 actors, not 4" in caplog.text
+    assert len(capped.candidates) == 5 and capped.scored == 100
+
+
 def test_cli_simulate_on_ray(
     ray_local: Any, tmp_path: Path, sms: list[Record], capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -174,14 +174,14 @@ def random_scores(seed: int, ids: Iterable[str]) -> list[float]:
 # -- the pool as shards ------------------------------------------------------------
 
 
-def jsonl_shards(path: Path, workers: int) -> list[dict[str, Any]] | None:
+def jsonl_shards(source: str | os.PathLike[str], workers: int) -> list[dict[str, Any]] | None:
     """Byte-range shards of a local, uncompressed JSON Lines file, or ``None`` for any other source."""
     from .. import remote
     from ..jsonio import is_gzip
 
-    if remote.is_remote(path):
+    if remote.is_remote(source):  # the raw string: Path() would fold the "//" of a URL
         return None
-    path = remote.local_path(path)
+    path = remote.local_path(source)
     name = path.name.lower()
     if not (name.endswith(".jsonl") or name.endswith(".ndjson")) or not path.is_file() or is_gzip(path):
         return None
@@ -403,7 +403,13 @@ def score_pool_ray(
     cold = not learner.fitted
     effective = "random" if cold else strategy
     use_model = not cold and (effective != "random" or with_predictions)
-    n_actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    n_actors = workers or max(1, cpus)
+    if address is None and cpus and n_actors > cpus:
+        # A local Ray started elsewhere with fewer CPUs: actors beyond them would never be placed.
+        log.warning("Ray has %d CPUs: scoring with %d actors, not %d", cpus, cpus, n_actors)
+        n_actors = cpus
+    log.info("Scoring on Ray with %d actors (%s)", n_actors, address or "local Ray")
     exclude = frozenset(exclude_ids)
     settings = ActorSettings(effective, keep, batch_size, model_version, use_model, with_predictions, seed)
     blob: bytes | None = None
@@ -452,7 +458,7 @@ def score_pool_ray(
 
     shards = None
     if isinstance(source, (str, os.PathLike)):
-        shards = jsonl_shards(Path(source), n_actors)
+        shards = jsonl_shards(source, n_actors)
     with _data_context(ray):
         if shards is not None:
             if shards:
