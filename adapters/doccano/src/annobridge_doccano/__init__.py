@@ -55,12 +55,14 @@ from annobridge.kit import (
     TaskKind,
     UsageError,
     as_datetime,
+    batched,
     check_span,
     codepoint_to_utf16,
     digest,
     filter_answers,
     has_astral,
     hookimpl,
+    import_missing,
     parallel_map,
     read_spans,
     since_datetime,
@@ -149,20 +151,12 @@ class DoccanoAdapter(Adapter):
     def __init__(self, url: AdapterURL, config: AdapterConfig | None = None, *,
                  transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(url, config)
-        parts = [p for p in url.path.split("/") if p]
-        self.project_id: int | None = None
-        self.new_name: str | None = None
-        if len(parts) == 2 and parts[0] == "projects" and parts[1].isdigit():
-            self.project_id = int(parts[1])
-        elif len(parts) == 2 and parts[0] == "projects" and parts[1] == "new":
-            self.new_name = self.options.name
-            if not self.new_name:
-                raise UsageError("doccano://HOST:PORT/projects/new needs ?name=PROJECT_NAME")
-        else:
-            raise UsageError(
-                f"Bad doccano URL {url}: use doccano://HOST:PORT/projects/ID, or "
-                "doccano://HOST:PORT/projects/new?name=NAME to create one"
-            )
+        project = url.match_path(r"projects/(\d+|new)", "doccano://HOST:PORT/projects/ID, or "
+                                 "doccano://HOST:PORT/projects/new?name=NAME to create one").group(1)
+        self.project_id: int | None = None if project == "new" else int(project)
+        self.new_name: str | None = self.options.name if project == "new" else None
+        if project == "new" and not self.new_name:
+            raise UsageError("doccano://HOST:PORT/projects/new needs ?name=PROJECT_NAME")
         username = self.config.get("username", env="DOCCANO_USERNAME")
         password = self.config.secret("password", env="DOCCANO_PASSWORD")
         if not username or not password:
@@ -437,12 +431,13 @@ class DoccanoAdapter(Adapter):
         unknown = [c for c in pred.categories if c not in known]
         if unknown:
             raise ValueError(f"labels {unknown} are not in the project")
-        if project.single_class:
-            chosen = [max(pred.categories, key=lambda c: pred.categories[c])] if pred.categories else []
-        else:
-            threshold = self.options.threshold
-            chosen = sorted(c for c, v in pred.categories.items() if v >= threshold)
-        return chosen, pred
+        return self._chosen(pred), pred
+
+    def _chosen(self, pred: Prediction) -> list[str]:
+        """The categories a prediction pre-selects: the top one (single class), or those at the threshold."""
+        if self.project().single_class:
+            return [max(pred.categories, key=lambda c: pred.categories[c])] if pred.categories else []
+        return sorted(c for c, v in pred.categories.items() if v >= self.options.threshold)
 
     def write_documents(
         self, items: Iterator[tuple[Document, Prediction | None]], *, schema: LabelSchema | None = None
@@ -480,48 +475,15 @@ class DoccanoAdapter(Adapter):
                     continue
             valid[doc.id] = (doc, label, pred)
 
-        # what failed before sending (the core refused duplicate ids before they got here)
-        failed_ids = {doc_id for doc_id, _ in result.failed if doc_id not in valid}
-        before: dict[str, _ExportRow] | None = None
-        for _attempt in range(4):
-            existing = self._existing()
-            if before is None:
-                before = existing  # what was there before this call: the rest counts as created by it
-            pending = [v for k, v in valid.items() if k not in existing and k not in failed_ids]
-            if not pending:
-                break
-            try:
-                server_failed = self._import_lines(pending)
-            except AmbiguousWrite:
-                continue  # import_raw_lines has withdrawn the upload and waited; diff against the server again
-            for doc_id, reason in server_failed:
-                if doc_id not in failed_ids:
-                    result.failed.append((doc_id, reason))
-                    failed_ids.add(doc_id)
-            break
-        else:
-            raise AdapterError("doccano import kept failing; nothing was duplicated, re-run to continue")
-        assert before is not None
-        after = self._existing()
-        for doc_id in valid:
-            if doc_id in failed_ids:
-                continue
-            row = after.get(doc_id)
-            if row is None:
-                result.failed.append((doc_id, "not created by doccano's import (it reported no error)"))
-                continue
-            result.native_ids[doc_id] = row.example_id
-            if doc_id in before:
-                result.existing += 1
-            else:
-                result.created += 1
+        # Send what doccano lacks; after a lost answer (import_raw_lines has withdrawn the upload and waited),
+        # diff against the server again.
+        sent, created = import_missing(
+            valid, lookup=lambda: {k: row.example_id for k, row in self._existing().items()},
+            send=self._import_lines, tool="doccano")
+        result.merge(sent)
         if bool(self.options.score_field):
-            scores = {
-                after[d].example_id: p.score
-                for d, (_doc, _l, p) in valid.items()
-                if p is not None and p.score is not None and d in after and d not in before
-            }
-            self._patch_scores(scores)
+            self._patch_scores({sent.native_ids[d]: p.score for d, (_doc, _l, p) in valid.items()
+                                if p is not None and p.score is not None and d in created})
         return result
 
     def _wait_settled(self) -> None:
@@ -540,8 +502,7 @@ class DoccanoAdapter(Adapter):
                                                     item[2].score if item[2] is not None and item[2].score else 0.0))
         failed: list[tuple[str, str]] = []
         # One file and task per chunk keeps uploads and doccano's in-memory parsing bounded.
-        for offset in range(0, len(pending), IMPORT_CHUNK):
-            chunk = pending[offset : offset + IMPORT_CHUNK]
+        for number, chunk in enumerate(batched(pending, IMPORT_CHUNK), 1):
             lines = [
                 json.dumps({
                     "text": doc.text,
@@ -554,7 +515,7 @@ class DoccanoAdapter(Adapter):
             ]
             by_line = {i + 1: doc.id for i, (doc, _l, _p) in enumerate(chunk)}
             for line, reason in self.import_raw_lines(lines):
-                failed.append((by_line.get(line, f"line {line} of chunk {offset // IMPORT_CHUNK + 1}"), reason))
+                failed.append((by_line.get(line, f"line {line} of chunk {number}"), reason))
         return failed
 
     def import_raw_lines(self, lines: list[str], upload_name: str = "annobridge.jsonl") -> list[tuple[int, str]]:
@@ -719,10 +680,7 @@ class DoccanoAdapter(Adapter):
             return []
         if self.project().project_type == SEQ:
             return sorted((self._to_units(text, s.start), self._to_units(text, s.end), s.label) for s in pred.spans)
-        if self.project().single_class:
-            return [(max(pred.categories, key=lambda c: pred.categories[c]),)] if pred.categories else []
-        threshold = self.options.threshold
-        return sorted((c,) for c, v in pred.categories.items() if v >= threshold)
+        return [(c,) for c in self._chosen(pred)]
 
     def _export_label_keys(self, labels: list[Any]) -> list[tuple[Any, ...]]:
         keys: list[tuple[Any, ...]] = []
@@ -854,21 +812,10 @@ class DoccanoAdapter(Adapter):
         """Examples confirmed by anyone (collaborative projects), as export-shaped rows, from the examples API.
 
         doccano serialises ~400 examples/s, one query set per row: with the count known from the counters the
-        pages are fetched side by side (gunicorn serves them in parallel); a last page follows ``next`` links.
+        pages are fetched side by side (gunicorn serves them in parallel); any beyond that count page by page.
         """
-        path = f"/v1/projects/{self.project().id}/examples"
-        size = max(1, -(-expected // 4)) if expected else 1000
-        starts = list(range(0, max(expected, 1), size))
-
-        def page(offset: int) -> list[Any]:
-            body = self.client.get(path, confirmed="true", offset=offset, limit=size)
-            return list(body.get("results") or [])
-
-        found = [ex for batch in parallel_map(page, starts, workers=4) for ex in batch]
-        if len(found) >= len(starts) * size:  # more than the counters said: read on from there
-            rest = self.client.pages_offset(path, params={"confirmed": "true"}, limit=1000, items="results",
-                                            start=len(found))
-            found.extend(self.client.iter_items(rest))
+        found = self.client.items_offset(f"/v1/projects/{self.project().id}/examples", expected=expected,
+                                         params={"confirmed": "true"}, items="results", workers=4)
         return {int(ex["id"]): _api_row(ex) for ex in found}
 
     def _pull_confirmations(self, cursor: DigestCursor, rows: dict[int, dict[str, Any]], before: set[int]
@@ -886,14 +833,10 @@ class DoccanoAdapter(Adapter):
         def read(eid: int) -> tuple[Record, Annotation | None, list[tuple[Any, ...]], bool]:
             confirmed = eid in rows
             raw = rows.get(eid) or _api_row(self.client.get(f"/v1/projects/{project.id}/examples/{eid}"))
-            document = self._document(raw)
-            pred = self._prediction(raw)
-            record = Record(document, predictions=[pred] if pred else [], native_ids={"example": eid})
-            annotation, keys = self._read_collaborative(eid, document.text, document.id, confirmed=confirmed)
-            model_keys = self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "")
+            record, model_keys = self._record(raw)
+            annotation, keys = self._read_collaborative(eid, record.text, record.id, confirmed=confirmed)
             confirmed = bool(annotation is not None and annotation.meta.get("confirmed"))
-            return record, annotation, keys, (not keys and not confirmed) or (pred is not None and keys == model_keys
-                                                                             and not confirmed)
+            return record, annotation, keys, _untouched(keys, confirmed, model_keys)
 
         for record, annotation, keys, untouched in parallel_map(read, changed, workers=READ_WORKERS):
             eid = str(record.native_ids["example"])
@@ -904,6 +847,14 @@ class DoccanoAdapter(Adapter):
             if cursor.changed(eid, [keys, confirmed]) and annotation is not None:
                 record.annotations.append(annotation)
             yield record
+
+    def _record(self, raw: dict[str, Any]) -> tuple[Record, list[tuple[Any, ...]] | None]:
+        """The example's record with annobridge's prediction, and the label keys that prediction made (doccano
+        units; None without one)."""
+        document = self._document(raw)
+        pred = self._prediction(raw)
+        record = Record(document, predictions=[pred] if pred else [], native_ids={"example": int(raw["id"])})
+        return record, (self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "") if pred else None)
 
     def _document(self, raw: dict[str, Any]) -> Document:
         doc_id = _doc_id(raw)
@@ -979,21 +930,16 @@ class DoccanoAdapter(Adapter):
                 raws.setdefault(eid, raw)
                 per_example.setdefault(eid, {})[user] = raw.get("label") or []
         for eid in sorted(raws):
-            raw = raws[eid]
-            document = self._document(raw)
-            pred = self._prediction(raw)
-            model_keys = self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "")
-            record = Record(document, predictions=[pred] if pred else [], native_ids={"example": eid})
+            record, model_keys = self._record(raws[eid])
             for user, labels in sorted(per_example.get(eid, {}).items()):
                 keys = self._export_label_keys(labels)
                 is_confirmed = eid in confirmed.get(user, set())
-                if not keys and not is_confirmed:
+                # nothing, or the adapter's own pre-annotation (already yielded as the prediction)
+                if _untouched(keys, is_confirmed, model_keys if user == self.username else None):
                     continue
-                if user == self.username and pred is not None and keys == model_keys and not is_confirmed:
-                    continue  # the adapter's own pre-annotation, already yielded as the prediction
                 if not cursor.changed(f"{eid}/{user}", [keys, is_confirmed]):
                     continue
-                spans, cats = self._convert_labels(document.text, keys, document.id)
+                spans, cats = self._convert_labels(record.text, keys, record.id)
                 record.annotations.append(Annotation(
                     annotator=user, spans=spans, categories=cats, answer=Answer.ACCEPT,
                     native_ids={"example": eid}, meta={"confirmed": is_confirmed},
@@ -1011,13 +957,10 @@ class DoccanoAdapter(Adapter):
         plan: list[tuple[Record, bool]] = []
         for raw in sorted(rows, key=lambda r: int(r["id"])):
             eid = int(raw["id"])
-            document = self._document(raw)
-            pred = self._prediction(raw)
-            record = Record(document, predictions=[pred] if pred else [], native_ids={"example": eid})
+            record, model_keys = self._record(raw)
             keys = self._export_label_keys(raw.get("label") or [])
             is_confirmed = eid in confirmed
-            model_keys = self._labels_of_prediction(document.text, raw.get(KEY_PRED) or "")
-            if (not keys and not is_confirmed) or (pred is not None and keys == model_keys and not is_confirmed):
+            if _untouched(keys, is_confirmed, model_keys):
                 plan.append((record, False))  # untouched by people: nothing to attribute, no per-example reads
                 continue
             plan.append((record, cursor.changed(str(eid), [keys, is_confirmed])))
@@ -1080,6 +1023,11 @@ class DoccanoAdapter(Adapter):
             meta={"confirmed": bool(states), "confirmed_by": confirmed_by, "collaborative": True,
                   "label_users": label_users},
         ), sorted(keys)
+
+
+def _untouched(keys: list[tuple[Any, ...]], confirmed: bool, model_keys: list[tuple[Any, ...]] | None) -> bool:
+    """No person's work in an example's labels: unconfirmed, and none or exactly the model's pre-annotation."""
+    return not confirmed and (not keys or keys == model_keys)
 
 
 def _row(raw: dict[str, Any]) -> _ExportRow:
