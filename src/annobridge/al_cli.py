@@ -185,7 +185,8 @@ def run_command(
     pulls them, retrains and scores --dev. State is saved after every stage: the same command resumes.
     Every round prints the stopping signal (kappa between this and the last model's predictions on a fixed
     sample of the pool); --stop-when stable ends the loop once it stays above --stop-threshold.
-    --engine ray scores the pool on Ray Data (local Ray, or the cluster at --address); same selection.
+    --engine ray scores the pool on Ray Data (a local Ray, or the cluster at --address): the same batches
+    as --engine local once a model is fitted (the cold-start batch is drawn by document id).
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     try:
