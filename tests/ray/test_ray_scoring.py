@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from itertools import pairwise
@@ -130,10 +131,12 @@ def test_textcat_selection_is_identical(
     monkeypatch.setattr(ray_engine, "_MIN_SHARD", 4096)
     assert len(ray_engine.jsonl_shards(path, 2) or []) > 4
     _same(local, learner.score_pool(path, "margin", **args, engine="ray", workers=2))
-    # Documents from the driver (any reader, any iterable), in several windows.
+    # Any other pool file (here gzip) is read on the driver by annobridge's readers, in several windows.
     monkeypatch.setattr(ray_engine, "WINDOW", 300)
-    streamed = learner.score_pool(iter(read_documents(path, on_skip=lambda *_: None)), "margin", **args, engine="ray")
-    _same(local, streamed)
+    gz = tmp_path / "pool.jsonl.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert ray_engine.jsonl_shards(gz, 2) is None
+    _same(local, learner.score_pool(gz, "margin", **args, engine="ray"))
 
 
 def test_beam_ner_selection_is_identical(ray_local: Any, tmp_path: Path, fashion: list[Record]) -> None:
