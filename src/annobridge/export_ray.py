@@ -211,9 +211,9 @@ def convert_on_ray(
             log_to_driver=False,
         )
         started = True
+    slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    run = _Run(ray, ledger, staged, shard_size, slots, shown)
     try:
-        slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        run = _Run(ray, ledger, staged, shard_size, slots, shown)
         token = uuid.uuid4().hex
         # the pipeline goes to the object store once; a list keeps Ray from unpacking it per task,
         # so each worker unpickles it once per export (_worker_converter)
@@ -253,6 +253,9 @@ def convert_on_ray(
             converter.units.proofs[unit] += n
         for decision, n in run.decisions.items():
             converter.units.decisions[decision] += n
+    except BaseException:
+        run.cancel()  # a failed pull, a bad record, Ctrl-C: a Ray the caller keeps need not finish our tasks
+        raise
     finally:
         if started:
             ray.shutdown()
@@ -332,7 +335,7 @@ class _Run:
             try:
                 data, results, (proofs, decisions) = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                self._cancel()
+                self.cancel()
                 raise RayTaskFailedError(
                     f"Ray task converting {chunk.describe()} failed: {_cause(exc)}. "
                     f"Nothing was written; {self.shown} was left as it was."
@@ -358,7 +361,7 @@ class _Run:
             account(outcome, where, file, index)
             self.next_seq += 1
 
-    def _cancel(self) -> None:
+    def cancel(self) -> None:
         for ref in self.in_flight:
             try:
                 self.ray.cancel(ref)

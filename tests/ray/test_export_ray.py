@@ -8,6 +8,7 @@ offsets are only decided by the evidence of earlier records (the driver converts
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ TEXTCAT = DATA / "sms_spam_small.jsonl"
 #: small shards so that one export is many Ray tasks and several shards per split
 SHARD = 40
 runner = CliRunner()
+#: the module (``annobridge.export`` the attribute is the function)
+export_module = importlib.import_module("annobridge.export")
 
 
 def _with_edge_cases(src: Path, dest: Path, extra: list[dict[str, Any]], last: list[dict[str, Any]]) -> Path:
@@ -69,6 +72,10 @@ def _textcat_extra() -> list[dict[str, Any]]:
         {"id": "no-label", "text": "Call me back", "annotations": [{"annotator": "t", "categories": {}}]},
         {"id": "ignored", "text": "ok", "annotations": [{"annotator": "t", "answer": "ignore"}]},
     ]
+
+
+def _readable(src: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line != "{not json"]
 
 
 def _docs(out: Path, report: ExportReport) -> dict[str, list[tuple[Any, ...]]]:
@@ -121,10 +128,23 @@ def _shards(out: Path, report: ExportReport) -> dict[str, list[str]]:
     }
 
 
-def test_ner_ray_matches_local(ray_local: Any, tmp_path: Path) -> None:
+def test_ner_ray_matches_local(ray_local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _with_edge_cases(NER, tmp_path / "ner.jsonl", _ner_extra(), NER_LAST)
     lrep = export(f"jsonl:{src}", tmp_path / "local", task="ner", shard_size=SHARD)
+    on_driver: list[str] = []
+    real = export_module.convert_record
+
+    def counted(converter: Any, writer: Any, record: Any, max_length: int) -> Any:
+        on_driver.append(record.id)  # the workers import their own, unpatched copy
+        return real(converter, writer, record, max_length)
+
+    monkeypatch.setattr(export_module, "convert_record", counted)
     rrep = export(f"jsonl:{src}", tmp_path / "ray", task="ner", shard_size=SHARD, engine="ray")
+    # only the records with an astral character (whose offsets may need the source's evidence) were
+    # converted on the driver, in order; the rest went to the workers
+    astral = [r["id"] for r in _readable(src) if any(ord(c) > 0xFFFF for c in r["text"])]
+    assert on_driver == astral
+    assert {"emoji-0", "emoji-no-text"} <= set(astral) and len(astral) < 10
     _assert_same_export(tmp_path / "local", lrep, tmp_path / "ray", rrep)
     # the edge cases are really in it, in both: a dropped span, skips with reasons, the duplicate, the emoji
     assert rrep.spans_dropped["offsets outside the text"] == 1
