@@ -323,14 +323,55 @@ def jwt_expiry(token: str) -> float | None:
         return None
 
 
-class JWTRefreshAuth(_SecretAuth):
+class _RenewingAuth(_SecretAuth):
+    """A credential the flow fetches with a request of its own: before the first request, whenever it is due,
+    and once more when the server answers 401 (it may have been revoked or expired early)."""
+
+    requires_response_body = True
+
+    def _due(self) -> bool:
+        raise NotImplementedError
+
+    def _renew(self) -> Generator[httpx.Request, httpx.Response, None]:
+        raise NotImplementedError
+
+    def _header(self) -> str:
+        raise NotImplementedError
+
+    def _fetch(self, url: str, body: dict[str, str], field: str, *, refused: str, missing: str
+               ) -> Generator[httpx.Request, httpx.Response, str]:
+        """POST ``body`` to ``url``; the answer's ``field``, registered for redaction. A refusal is an
+        :class:`AdapterError` ``"<refused> (HTTP <code>): <excerpt>"``, an answer without it one saying ``missing``."""
+        response = yield httpx.Request("POST", url, json=body, headers={"Accept": "application/json"})
+        if response.status_code != 200:
+            raise AdapterError(f"{refused} (HTTP {response.status_code}): "
+                               f"{excerpt(response_text(response), self.redactor)}")
+        try:
+            value = response.json()[field]
+        except (ValueError, KeyError, TypeError):
+            value = None
+        if not value:
+            raise AdapterError(missing)
+        self._register(str(value))
+        return str(value)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._due():
+            yield from self._renew()
+        request.headers["Authorization"] = self._header()
+        response = yield request
+        if response.status_code == 401:
+            yield from self._renew()
+            request.headers["Authorization"] = self._header()
+            yield request
+
+
+class JWTRefreshAuth(_RenewingAuth):
     """A long-lived refresh JWT (Label Studio's personal access token) traded for short-lived access tokens.
 
     The access token is fetched before the first request, renewed 30 s before it expires, and once more
     when the server answers 401 (it may have been revoked). Every access token is registered for redaction.
     """
-
-    requires_response_body = True
 
     def __init__(self, refresh_token: Secret | str, refresh_url: str, *, name: str = "The server",
                  field: str = "refresh", answer_field: str = "access") -> None:
@@ -343,42 +384,27 @@ class JWTRefreshAuth(_SecretAuth):
     def secrets(self) -> list[str]:
         return [self._refresh.reveal(), *([self.access] if self.access else [])]
 
-    def _refresh_flow(self) -> Generator[httpx.Request, httpx.Response, None]:
-        response = yield httpx.Request("POST", self.refresh_url, json={self.field: self._refresh.reveal()},
-                                       headers={"Accept": "application/json"})
-        if response.status_code != 200:
-            raise AdapterError(f"{self.name} refused the personal access token (HTTP {response.status_code}): "
-                               f"{excerpt(response_text(response), self.redactor)}")
-        try:
-            access = response.json().get(self.answer_field)
-        except ValueError:
-            access = None
-        if not access:
-            raise AdapterError(f"{self.name}'s token refresh returned no access token.")
-        self._register(str(access))
-        self.access = str(access)
+    def _due(self) -> bool:
+        return self.access is None or time.time() > self.access_expires - 30
+
+    def _renew(self) -> Generator[httpx.Request, httpx.Response, None]:
+        self.access = yield from self._fetch(
+            self.refresh_url, {self.field: self._refresh.reveal()}, self.answer_field,
+            refused=f"{self.name} refused the personal access token",
+            missing=f"{self.name}'s token refresh returned no access token.")
         self.access_expires = jwt_expiry(self.access) or time.time() + 240
         self.refreshes += 1
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self.access is None or time.time() > self.access_expires - 30:
-            yield from self._refresh_flow()
-        request.headers["Authorization"] = f"Bearer {self.access}"
-        response = yield request
-        if response.status_code == 401:
-            yield from self._refresh_flow()
-            request.headers["Authorization"] = f"Bearer {self.access}"
-            yield request
+    def _header(self) -> str:
+        return f"Bearer {self.access}"
 
 
-class LoginTokenAuth(_SecretAuth):
+class LoginTokenAuth(_RenewingAuth):
     """Log in with user name and password for a token (doccano's ``/v1/auth/login/``), again on 401.
 
     Use it with ``HttpClient(keep_cookies=False)``: a session cookie kept from the login makes some
     servers (Django REST framework) switch to session auth, and then every write fails CSRF.
     """
-
-    requires_response_body = True
 
     def __init__(self, login_url: str, username: str, password: Secret | str, *, token_field: str = "key",
                  prefix: str = "Token", failure: str = "login failed") -> None:
@@ -391,30 +417,17 @@ class LoginTokenAuth(_SecretAuth):
     def secrets(self) -> list[str]:
         return [self._password.reveal(), *([self._token] if self._token else [])]
 
-    def _login_flow(self) -> Generator[httpx.Request, httpx.Response, None]:
-        response = yield httpx.Request(
-            "POST", self.login_url, json={"username": self.username, "password": self._password.reveal()},
-            headers={"Accept": "application/json"})
-        if response.status_code != 200:
-            raise AdapterError(f"{self.failure} (HTTP {response.status_code}): "
-                               f"{excerpt(response_text(response), self.redactor)}")
-        try:
-            token = response.json()[self.token_field]
-        except (ValueError, KeyError, TypeError):
-            raise AdapterError(f"{self.failure}: the login answer had no {self.token_field!r}") from None
-        self._register(str(token))
-        self._token = str(token)
+    def _due(self) -> bool:
+        return self._token is None
+
+    def _renew(self) -> Generator[httpx.Request, httpx.Response, None]:
+        self._token = yield from self._fetch(
+            self.login_url, {"username": self.username, "password": self._password.reveal()}, self.token_field,
+            refused=self.failure, missing=f"{self.failure}: the login answer had no {self.token_field!r}")
         self.logins += 1
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._token is None:
-            yield from self._login_flow()
-        request.headers["Authorization"] = f"{self.prefix} {self._token}"
-        response = yield request
-        if response.status_code == 401:
-            yield from self._login_flow()
-            request.headers["Authorization"] = f"{self.prefix} {self._token}"
-            yield request
+    def _header(self) -> str:
+        return f"{self.prefix} {self._token}"
 
 
 class _NoCookies(DefaultCookiePolicy):

@@ -458,12 +458,12 @@ class LabelStudioAdapter(kit.Adapter):
     def _tasks_with_version(self, task_ids: list[int], model_version: str) -> set[int]:
         """Which of ``task_ids`` already hold a prediction of ``model_version``."""
         found: set[int] = set()
-        for i in range(0, len(task_ids), 400):
+        for ids in kit.batched(task_ids, 400):
             # The value must be a list: a plain string is matched per character and selects every task.
             query = {"filters": {"conjunction": "and", "items": [
                 {"filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List",
                  "value": [model_version]},
-                {"filter": "filter:tasks:id", "operator": "in_list", "type": "Number", "value": task_ids[i:i + 400]},
+                {"filter": "filter:tasks:id", "operator": "in_list", "type": "Number", "value": ids},
             ]}}
             found.update(int(t["id"]) for t in self._tasks({"include": "id", "query": json.dumps(query)}, 1000))
         return found
@@ -663,19 +663,9 @@ class LabelStudioAdapter(kit.Adapter):
         watermark = self._server_now() - timedelta(seconds=2)
         ledger = kit.AnnotationLedger.resume(since, owner=pid)  # annotations keyed by native_ids["annotation_id"]
         tasks = self._export_tasks(pid) if since is None else self._changed_tasks(pid, ledger.since)
-        keep = set(answers) if answers is not None else None
-        for task in tasks:
-            record = self._record(task)
-            if record is None:
-                continue
-            gone = [int(x) for x in ledger.update(str(task.get("id")), record)]
-            if gone:
-                record.native_ids["deleted_annotation_ids"] = gone
-                self.deleted.extend((record.id, x) for x in gone)
-            if ledger.incremental and not record.annotations and not gone:
-                continue
-            if keep is not None:
-                record.annotations = [a for a in record.annotations if a.answer in keep]
+        listing = ((str(task.get("id")), self._record(task)) for task in tasks)
+        for record in ledger.changes(listing, answers, deleted_id=int):
+            self.deleted.extend((record.id, x) for x in record.native_ids.get("deleted_annotation_ids", ()))
             yield record
         self.cursor = ledger.cursor(watermark, owner=pid)
 
