@@ -286,6 +286,8 @@ def export(
         from .export_ray import check_ray_options
 
         check_ray_options(format, workers)  # before anything is read or written
+    elif ray_address is not None or workers is not None:
+        raise UsageError("--address and --workers are options of --engine ray")
     spec = split if isinstance(split, SplitSpec) else parse_split(split, seed)
     policy_obj = Policy(policy)
     if policy_obj.name == "dawid-skene" and task_kind.is_span_task:

@@ -257,3 +257,8 @@ def test_ray_engine_refuses_other_formats(tmp_path: Path) -> None:
         export(f"jsonl:{NER}", tmp_path / "out", task="ner", engine="ray", format="conll")
     with pytest.raises(UsageError, match="--engine must be one of local, ray"):
         export(f"jsonl:{NER}", tmp_path / "out", task="ner", engine="spark")
+    with pytest.raises(UsageError, match="options of --engine ray"):
+        export(f"jsonl:{NER}", tmp_path / "out", task="ner", workers=2)
+    with pytest.raises(UsageError, match="--workers must be at least 1"):
+        export(f"jsonl:{NER}", tmp_path / "out", task="ner", engine="ray", workers=0)
+    assert not (tmp_path / "out").exists()
