@@ -394,8 +394,8 @@ class ArgillaAdapter(kit.Adapter):
         responses_of = dict(current.values())  # record id -> its responses, with the new ones appended
         batch = [(ids[0], {"id": rid, "responses": responses_of[rid]}) for rid, ids in changed.items()]
         sent = kit.ImportResult()
-        for start in range(0, len(batch), self.batch_size):
-            self._bulk(ds, batch[start:start + self.batch_size], sent)
+        for chunk in kit.batched(batch, self.batch_size):
+            self._bulk(ds, chunk, sent)
         failed_records = {doc_id for doc_id, _ in sent.failed}
         reasons = dict(sent.failed)
         for ids in changed.values():
