@@ -243,7 +243,10 @@ def pack_dir(path: Path) -> bytes:
 
 def unpack_dir(blob: bytes, into: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
-        tar.extractall(into, filter="data")
+        try:
+            tar.extractall(into, filter="data")
+        except TypeError:  # Python before 3.10.12 / 3.11.4: no filters (the tar is our own pack_dir's)
+            tar.extractall(into)
     return into / "model"
 
 
