@@ -52,6 +52,7 @@ from .jsonio import (
     read_json_items,
     read_json_lines,
 )
+from .lookup import Lookup
 from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span, TaskKind
 from .offsets import (
     OffsetUnits,
@@ -87,6 +88,7 @@ __all__ = [
     "Document",
     "ImportResult",
     "LabelSchema",
+    "Lookup",
     "MissingDependencyError",
     "OffsetUnits",
     "Prediction",

@@ -281,3 +281,21 @@ def test_ledger_changes_is_the_pull_template() -> None:
     assert out[0].native_ids["deleted_annotation_ids"] == [2] and out[0].annotations == []
     assert [a.native_ids["annotation_id"] for a in out[1].annotations] == ["3"]  # only the answers asked for
     assert later.newest == t1
+
+
+def test_lookup_reads_once_and_again_only_when_behind() -> None:
+    reads: list[int] = []
+    server = {1: "alice"}
+
+    def load() -> dict[int, str]:
+        reads.append(1)
+        return dict(server)
+
+    users: kit.Lookup[int, str] = kit.Lookup(load)
+    assert reads == []  # nothing read before first use
+    assert users() == {1: "alice"} and users() == {1: "alice"} and len(reads) == 1
+    assert users.covering([1]) == {1: "alice"} and len(reads) == 1
+    server[2] = "bob"  # created on the server since
+    assert users.covering([1, 2])[2] == "bob" and len(reads) == 2
+    assert users.covering([3]) == {1: "alice", 2: "bob"} and len(reads) == 3  # still unknown: one read, no loop
+    assert users(refresh=True) and len(reads) == 4

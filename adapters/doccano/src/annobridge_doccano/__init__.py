@@ -47,6 +47,7 @@ from annobridge.kit import (
     Document,
     ImportResult,
     LabelSchema,
+    Lookup,
     Prediction,
     Record,
     ReviewItem,
@@ -175,8 +176,12 @@ class DoccanoAdapter(Adapter):
         )
         self.task_timeout = self.options.task_timeout
         self._project: _Project | None = None
-        self._types: dict[int, str] | None = None
-        self._users: dict[int, str] | None = None
+        #: the project's label types, id -> text
+        self.label_types: Lookup[int, str] = Lookup(lambda: {int(t["id"]): str(t["text"]) for t in self.client.get(
+            f"/v1/projects/{self.project().id}/{self.project().type_path}")})
+        #: project members, user id -> username (project admins may read this, no staff rights needed)
+        self.users: Lookup[int, str] = Lookup(lambda: {int(m["user"]): str(m["username"]) for m in self.client.get(
+            f"/v1/projects/{self.project().id}/members")})
 
     def close(self) -> None:
         self.client.close()
@@ -279,13 +284,6 @@ class DoccanoAdapter(Adapter):
             return int(exc.reconciled)
         return int(data["id"])
 
-    def label_types(self, refresh: bool = False) -> dict[int, str]:
-        if self._types is None or refresh:
-            project = self.project()
-            data = self.client.get(f"/v1/projects/{project.id}/{project.type_path}")
-            self._types = {int(t["id"]): str(t["text"]) for t in data}
-        return self._types
-
     def _ensure_labels(self, labels: Iterable[str]) -> None:
         project = self.project()
         have = set(self.label_types(refresh=True).values())
@@ -297,17 +295,10 @@ class DoccanoAdapter(Adapter):
                 self.client.post(f"/v1/projects/{project.id}/{project.type_path}", body)
             except AmbiguousWrite:
                 pass  # an ambiguous create is checked below
-        self.label_types(refresh=True)
-        missing = [lab for lab in labels if lab not in self._types.values()]  # type: ignore[union-attr]
+        have = set(self.label_types(refresh=True).values())
+        missing = [lab for lab in labels if lab not in have]
         if missing:
             raise AdapterError(f"doccano did not create label types {missing}")
-
-    def users(self, refresh: bool = False) -> dict[int, str]:
-        """Project members, user id -> username (project admins may read this, no staff rights needed)."""
-        if self._users is None or refresh:
-            data = self.client.get(f"/v1/projects/{self.project().id}/members")
-            self._users = {int(m["user"]): str(m["username"]) for m in data}
-        return self._users
 
     def add_members(self, usernames: Iterable[str], role: str = "annotator") -> None:
         project = self.project()
@@ -995,12 +986,8 @@ class DoccanoAdapter(Adapter):
         if confirmed is not False:
             states_data = self.client.get(f"{base}/states")
             states = states_data.get("results", []) if isinstance(states_data, dict) else states_data
-        users = self.users()
-        if any(int(lab["user"]) not in users for lab in labels):
-            users = self.users(refresh=True)
-        types = self.label_types()
-        if any(int(lab["label"]) not in types for lab in labels):
-            types = self.label_types(refresh=True)
+        users = self.users.covering(int(lab["user"]) for lab in labels)
+        self.label_types.covering(int(lab["label"]) for lab in labels)  # _label_key names the types from it
         labels = sorted(labels, key=lambda lab: (lab.get("start_offset", 0), lab.get("end_offset", 0), lab["id"]))
         keys = [self._label_key(lab) for lab in labels]
         spans, cats = self._convert_labels(text, keys, doc_id or f"doccano-{eid}")
