@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
@@ -647,6 +648,16 @@ class HttpClient:
             return response
         raise self.error(response, f"{method.upper()} {path}")
 
+    def server_time(self, path: str = "/") -> datetime:
+        """The server's clock, from the ``Date`` header of a GET of ``path`` (one-second resolution), or this
+        machine's (UTC) when the answer carries none: a watermark on the server's clock is safe from skew
+        between the machines."""
+        response = self.request("GET", path)
+        try:
+            return parsedate_to_datetime(response.headers["date"])
+        except (KeyError, TypeError, ValueError):
+            return datetime.now(timezone.utc)
+
     def get_json(self, path: str, params: ParamsArg = None, **kwargs: Any) -> Any:
         return self.request("GET", path, params=_params(params) or None, **kwargs).json()
 
@@ -835,3 +846,31 @@ class HttpClient:
     def iter_items(self, pages: Iterable[Page]) -> Iterator[Any]:
         for page in pages:
             yield from page.items
+
+    @staticmethod
+    def unique_items(
+        listing: Callable[[], Iterable[Page]],
+        *,
+        key: Callable[[Any], str] = lambda item: str(item["id"]),
+        total: Callable[[Any], Any] = lambda body: body.get("total") if isinstance(body, dict) else None,
+        passes: int = 3,
+        on_missing: Callable[[int], None] | None = None,
+    ) -> Iterator[Any]:
+        """Every item of a listing whose order may shift between pages (a sort key with ties, which PostgreSQL
+        may break differently per query), each once by ``key``. ``listing()`` starts the pages again; when fewer
+        items came than the pages' ``total`` says, another pass reads them, up to ``passes``; ``on_missing(n)``
+        hears of the ``n`` still missing after that."""
+        seen: set[str] = set()
+        expected: int | None = None
+        for _ in range(passes):
+            for page in listing():
+                reported = total(page.body)
+                expected = int(reported) if reported is not None else expected
+                for item in page.items:
+                    if key(item) not in seen:
+                        seen.add(key(item))
+                        yield item
+            if expected is None or len(seen) >= expected:
+                return
+        if on_missing is not None and expected is not None and len(seen) < expected:
+            on_missing(expected - len(seen))

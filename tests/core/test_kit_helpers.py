@@ -299,3 +299,38 @@ def test_lookup_reads_once_and_again_only_when_behind() -> None:
     assert users.covering([1, 2])[2] == "bob" and len(reads) == 2
     assert users.covering([3]) == {1: "alice", 2: "bob"} and len(reads) == 3  # still unknown: one read, no loop
     assert users(refresh=True) and len(reads) == 4
+
+
+def test_unique_items_reads_a_shifting_listing_again_until_complete() -> None:
+    pytest.importorskip("httpx")
+    from annobridge.http import HttpClient, Page
+
+    passes = [
+        [Page([{"id": 1}, {"id": 2}], {"total": 4}), Page([{"id": 2}, {"id": 3}], {"total": 4})],  # a tie shifted
+        [Page([{"id": 4}, {"id": 1}], {"total": 4}), Page([{"id": 2}, {"id": 3}], {"total": 4})],
+    ]
+    calls = iter(passes)
+    got = [item["id"] for item in HttpClient.unique_items(lambda: next(calls))]
+    assert got == [1, 2, 3, 4]  # each once; the second pass found the missing one
+
+    missing: list[int] = []
+    always_short = [Page([{"id": 1}], {"total": 3})]
+    got = [item["id"] for item in HttpClient.unique_items(lambda: always_short, passes=2, on_missing=missing.append)]
+    assert got == [1] and missing == [2]
+    no_total = [Page([{"id": 1}, {"id": 1}], [])]
+    assert [i["id"] for i in HttpClient.unique_items(lambda: no_total, on_missing=missing.append)] == [1]
+    assert missing == [2]  # without a total there is nothing to miss
+
+
+def test_server_time_reads_the_date_header_or_falls_back_to_utc_now() -> None:
+    httpx = pytest.importorskip("httpx")
+    from datetime import datetime, timezone
+
+    from annobridge.http import HttpClient
+
+    dated = HttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, headers={"Date": "Tue, 01 Dec 2026 12:00:05 GMT"}, json={})))
+    assert dated.server_time("/api/version") == datetime(2026, 12, 1, 12, 0, 5, tzinfo=timezone.utc)
+    undated = HttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+    now = undated.server_time()
+    assert now.tzinfo is not None and abs((datetime.now(timezone.utc) - now).total_seconds()) < 60

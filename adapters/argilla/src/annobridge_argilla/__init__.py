@@ -673,19 +673,9 @@ class ArgillaAdapter(kit.Adapter):
         """Every record once. The list endpoint orders by insert time only, so ties may shift between pages
         on PostgreSQL: records are de-duplicated and a missing one triggers another pass."""
         params = [("include", name) for name in include]
-        seen: set[str] = set()
-        total: int | None = None
-        for _ in range(3):
-            for page in self.client.pages_offset(f"/datasets/{ds.id}/records", params=params, limit=self.page_size):
-                total = page.body.get("total", total)
-                for item in page.items:
-                    if str(item["id"]) not in seen:
-                        seen.add(str(item["id"]))
-                        yield item
-            if total is None or len(seen) >= int(total):
-                return
-        if total is not None and len(seen) < int(total):
-            self.skip(ds.name, f"{int(total) - len(seen)} records could not be read: the listing kept shifting")
+        return self.client.unique_items(
+            lambda: self.client.pages_offset(f"/datasets/{ds.id}/records", params=params, limit=self.page_size),
+            on_missing=lambda n: self.skip(ds.name, f"{n} records could not be read: the listing kept shifting"))
 
     def _iter_own(self, ds: _Dataset) -> Iterator[dict[str, Any]]:
         """An annotator key may not list the dataset; search its own view (only its own responses)."""
