@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -645,13 +644,6 @@ class LabelStudioAdapter(kit.Adapter):
         release = body.get("release") if isinstance(body, dict) else None
         return f"label-studio {release}" if release else None
 
-    def _server_now(self) -> datetime:
-        resp = self.client.request("GET", "/api/version")
-        try:
-            return parsedate_to_datetime(resp.headers["date"])
-        except (KeyError, TypeError, ValueError):
-            return datetime.now(timezone.utc)
-
     def pull(self, *, answers: Collection[kit.Answer] | None = None, since: Any = None) -> Iterator[kit.Record]:
         self.span_notes.clear()  # the notes are those of the latest pull
         self.deleted = []
@@ -660,7 +652,7 @@ class LabelStudioAdapter(kit.Adapter):
         pid = self._project_id()
         # Changes made while this pull runs must show up next time: the watermark is taken before reading, with
         # slack for the HTTP date's one-second resolution; the seen map keeps them from being yielded twice.
-        watermark = self._server_now() - timedelta(seconds=2)
+        watermark = self.client.server_time("/api/version") - timedelta(seconds=2)
         ledger = kit.AnnotationLedger.resume(since, owner=pid)  # annotations keyed by native_ids["annotation_id"]
         tasks = self._export_tasks(pid) if since is None else self._changed_tasks(pid, ledger.since)
         listing = ((str(task.get("id")), self._record(task)) for task in tasks)
