@@ -1,6 +1,6 @@
 """Pool scoring on Ray Data against the local engine: the same pool file, the same model, one run.
 
-    .venv/bin/python benchmarks/bench_ray.py [--quick] [--workers 2] [--repeat 2]
+    .venv/bin/python benchmarks/bench_ray.py [--quick] [--workers 2] [--repeat 2] [--textcat-docs N] [--ner-docs N]
 
 Per task (SMS spam textcat, fashion-brands beam NER; data and models as in bench_al.py): a Learner
 fit on 300 gold documents scores a JSON Lines pool (the dataset's texts repeated under new ids up to
@@ -147,9 +147,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small pools, one run each (a smoke run)")
     parser.add_argument("--workers", type=int, default=2, help="Ray CPUs and scoring actors")
     parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (default 2, --quick 1)")
+    parser.add_argument("--textcat-docs", type=int, default=None, help="textcat pool size (default 50,000)")
+    parser.add_argument("--ner-docs", type=int, default=None, help="NER pool size (default 3,000)")
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 2)
     sizes = {"textcat": 5_000, "ner": 300} if args.quick else {"textcat": 50_000, "ner": 3_000}
+    sizes["textcat"] = args.textcat_docs or sizes["textcat"]
+    sizes["ner"] = args.ner_docs or sizes["ner"]
     specs = datasets(args.quick)
 
     # Ray started the way `annobridge al ... --engine ray` starts it (quiet, no dashboard).
