@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "examples" / "data" / "fashion_brands_training.jsonl"
@@ -132,6 +133,8 @@ def main() -> None:
     parser.add_argument("--wrap")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md")
     parser.add_argument("--no-ray", action="store_true", help="leave out the --engine ray runs")
+    parser.add_argument("--ray-only", action="store_true",
+                        help="only local vs --engine ray (no floor); writes its own export-ray section")
     args = parser.parse_args()
     if args.floor:
         run_floor(*args.floor)
@@ -159,6 +162,8 @@ def main() -> None:
                 ("jsonl", "annobridge"): [sys.executable, "-m", "annobridge", "export", f"jsonl:{records}",
                                           "--task", "ner", "--out"],
             }
+            if args.ray_only:
+                variants = {k: v for k, v in variants.items() if k[1] != "floor"}
             if not args.no_ray:
                 for source in ("prodigy", "jsonl"):
                     local = variants[(source, "annobridge")]
@@ -175,7 +180,14 @@ def main() -> None:
                         best[(source, who)] = result
                     _rmtree(out)
             for source in ("prodigy", "jsonl"):
-                floor, ours = best[(source, "floor")], best[(source, "annobridge")]
+                ours = best[(source, "annobridge")]
+                if args.ray_only:
+                    ray_rows.append((source, n, ours, best[(source, "ray")]))
+                    on_ray = best[(source, "ray")]
+                    local_s, ray_s = ours["seconds"], on_ray["seconds"]
+                    print(f"{source:>8} {n:>7}: local {local_s:.1f} s | ray {ray_s:.1f} s", flush=True)
+                    continue
+                floor = best[(source, "floor")]
                 rows.append((source, n, floor, ours))
                 if (source, "ray") in best:
                     on_ray = best[(source, "ray")]
@@ -196,6 +208,9 @@ def main() -> None:
             prodigy.unlink()
             records.unlink()
     wall = time.time() - started
+    if args.ray_only:
+        _write_ray_only(args, ray_rows, loads, wall)
+        return
     lines = [
         "## Export, whole CLI process (`benchmarks/bench_export.py`)",
         "",
@@ -254,6 +269,47 @@ def main() -> None:
     from _report import write_section
 
     print(write_section("export", "\n".join(lines)))
+
+
+def _ray_table(ray_rows: list[Any]) -> list[str]:
+    lines = [
+        "| source | records | local wall (CPU) | ray wall (CPU) | speed-up | extra CPU per doc | ray peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for source, n, ours, on_ray in ray_rows:
+        overhead_us = (on_ray["cpu"] - ours["cpu"]) / n * 1e6
+        lines.append(
+            f"| {source} | {n:,} | {ours['seconds']:.1f} s ({ours['cpu']:.1f} s) | {on_ray['seconds']:.1f} s "
+            f"({on_ray['cpu']:.1f} s) | {ours['seconds'] / on_ray['seconds']:.2f}x | {overhead_us:,.0f} µs "
+            f"| {on_ray['rss_mb']:,.0f} MB |"
+        )
+    return lines
+
+
+def _write_ray_only(args: argparse.Namespace, ray_rows: list[Any], loads: list[float], wall: float) -> None:
+    lines = [
+        "## Export on Ray vs the local engine, whole CLI process (`bench_export.py --ray-only`)",
+        "",
+        "The corpus of the export benchmark above; `python -m annobridge export SOURCE --out DIR --task ner` with",
+        f"the local engine and with `--engine ray --workers {RAY_WORKERS}`, interleaved, best of {args.repeat}.",
+        "The Ray run is a whole process that starts a local Ray, parses, merges and splits on the driver,",
+        "converts chunks of records to DocBin shards in Ray tasks and stops Ray (start and stop included).",
+        "Speed-up = local wall time / Ray wall time. Extra CPU per doc = (CPU time of the Ray run's process tree -",
+        "the local run's) / records, counting only the processes Ray had reaped when the run ended: Ray's",
+        "long-lived workers are left out, so it is no measure of Ray's CPU (negative where they did the work).",
+        "Peak RSS: the largest single process of the tree.",
+        "",
+        *_ray_table(ray_rows),
+        "",
+        f"Load average (1 min) when the runs started: {min(loads):.1f} to {max(loads):.1f} on this "
+        f"{os.cpu_count()}-core machine; benchmark wall time {wall:.0f} s.",
+    ]
+    if args.no_write:
+        print("\n".join(lines))
+        return
+    from _report import write_section
+
+    print(write_section("export-ray", "\n".join(lines)))
 
 
 def _rmtree(path: Path) -> None:
