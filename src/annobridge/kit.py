@@ -52,6 +52,7 @@ from .jsonio import (
     read_json_items,
     read_json_lines,
 )
+from .lineindex import LineIndex
 from .lookup import Lookup
 from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, Span, TaskKind
 from .offsets import (
@@ -88,6 +89,7 @@ __all__ = [
     "Document",
     "ImportResult",
     "LabelSchema",
+    "LineIndex",
     "Lookup",
     "MissingDependencyError",
     "OffsetUnits",

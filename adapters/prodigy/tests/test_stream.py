@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from annobridge.jsonio import BadLine, read_json_lines
+from annobridge.kit import LineIndex
 from annobridge.model import Record
 from annobridge.plugins import open_adapter
 from annobridge_prodigy import ProdigyAdapter
-from annobridge_prodigy.tasks import TaskGrouper, TaskIndex
+from annobridge_prodigy.tasks import TaskGrouper
 
 
 def _reference(path: Path) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -96,7 +97,7 @@ def test_the_index_holds_integers_only_and_count_reuses_it(data_dir: Path, tmp_p
     expected = len(_reference(path)[0])
     assert adapter.count() == expected
     index = adapter._index
-    assert isinstance(index, TaskIndex)
+    assert isinstance(index, LineIndex)
     assert {index.offsets.typecode, index.linenos.typecode, index.keys.typecode} == {"q"}
     assert len(list(adapter.pull())) == expected
     assert adapter._index is index  # the pull read the file through the index count() built

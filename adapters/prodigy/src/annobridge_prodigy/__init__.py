@@ -40,6 +40,7 @@ from annobridge.kit import (
     Document,
     ImportResult,
     LabelSchema,
+    LineIndex,
     MissingDependencyError,
     Prediction,
     Record,
@@ -58,7 +59,7 @@ from annobridge.kit import (
 
 from .db import ProdigyDB, session_name
 from .hashes import TASK_KEYS, input_hash, set_hashes, task_hash
-from .tasks import TaskError, TaskGrouper, TaskIndex, document_task
+from .tasks import TaskError, TaskGrouper, document_task, line_key
 
 __all__ = ["ProdigyAdapter", "input_hash", "set_hashes", "task_hash"]
 
@@ -108,7 +109,7 @@ class ProdigyAdapter(Adapter):
         self.write_answer = _ANSWER_PARAM[answer]
         self._db: ProdigyDB | None = None
         self._tables_checked = False
-        self._index: TaskIndex | None = None
+        self._index: LineIndex | None = None
 
     # -- connections ------------------------------------------------------------------
 
@@ -177,14 +178,14 @@ class ProdigyAdapter(Adapter):
         for example in self.db().examples(dataset):
             yield f"{dataset}:example {example.id}", decode_line(example.content, objects_only=False, what="content")
 
-    def _file_index(self) -> TaskIndex:
+    def _file_index(self) -> LineIndex:
         """The line index of the JSONL file, built once per file state (``count`` and ``pull`` share it)."""
         assert self.path is not None
         if not self.path.exists():
             raise UsageError(f"No such file: {self.path}")
         index = self._index
         if index is None or not index.fresh():
-            index = self._index = TaskIndex.build(self.path)
+            index = self._index = LineIndex.build(self.path, line_key)
         return index
 
     def _is_json_array(self) -> bool:
@@ -196,7 +197,7 @@ class ProdigyAdapter(Adapter):
         """One record per ``_input_hash``, in order of first appearance, every answer to it merged.
 
         A database or a ``.json`` array is grouped in memory (the database hands its examples over
-        unsorted; a JSON array is in memory anyway). A JSONL file is not held: :class:`TaskIndex`
+        unsorted; a JSON array is in memory anyway). A JSONL file is not held: a :class:`LineIndex`
         knows which lines belong together, and only one input's lines are parsed at a time.
         """
         named: set[str] = set()

@@ -13,17 +13,12 @@ it (``text``, ``meta``, hashes; pre-annotations as ``spans`` with ``tokens`` for
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
-from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 from annobridge.kit import (
@@ -39,9 +34,6 @@ from annobridge.kit import (
     check_span,
     decode_line,
     has_lone_surrogate,
-    is_blank,
-    is_gzip,
-    open_binary,
 )
 
 from .hashes import input_hash, is_hash, task_hash
@@ -50,9 +42,9 @@ __all__ = [
     "ID_KEY",
     "TaskError",
     "TaskGrouper",
-    "TaskIndex",
     "document_input_hash",
     "document_task",
+    "line_key",
     "parse_task",
     "tokenize",
 ]
@@ -421,170 +413,23 @@ class TaskGrouper:
 #: colon cannot occur inside a JSON string, so a match is a key, at some depth
 _HASH_KEY = b'"_input_hash"'
 _TEXT_KEY = b'"text"'
-#: keys of lines that belong to no input (unreadable, or not a task) lie above every 64-bit hash we
-#: store: each such line is a group of its own, which the reading pass reports
-_LONE = 1 << 62
-
-
 _HASH_VALUE = re.compile(rb"[ \t]*:[ \t]*(-?[0-9]+)[ \t\r\n]*[,}]")
 
 
-def _saved_hash(raw: bytes) -> int | None:
-    """The ``_input_hash`` of a raw line without parsing it, when that is unambiguous.
+def line_key(raw: bytes) -> int | None:
+    """A raw line's input, the group key of :class:`annobridge.kit.LineIndex` for a Prodigy JSONL file.
 
-    Exactly one ``"_input_hash"`` key followed by an integer, and a ``"text"`` key. Anything else
-    (no saved hash, one nested in review ``versions`` too, a float) is left to the full parse.
+    The saved ``_input_hash``, found without a JSON parse when that is unambiguous: exactly one
+    ``"_input_hash"`` key followed by an integer, and a ``"text"`` key. Anything else (no saved hash,
+    one nested in review ``versions`` too, a float) is left to the full parse (:func:`_parsed_hash`);
+    a line that is no task has no key (a group of its own, reported when read).
     """
     at = raw.find(_HASH_KEY)
-    if at < 0 or raw.find(_HASH_KEY, at + 13) >= 0 or raw.find(_TEXT_KEY) < 0:
-        return None
-    match = _HASH_VALUE.match(raw, at + 13)
-    return int(match.group(1)) if match else None
-
-
-class TaskIndex:
-    """Which lines of a Prodigy JSONL file belong to which input, without holding the file.
-
-    A first pass reads the file as bytes and keeps, per non-blank line, three integers: its byte
-    offset, its line number and its input key (the saved ``_input_hash``, found without a JSON parse
-    when unambiguous; else the hash of the parsed task; lines that are no task get a key of their
-    own). That is 24 bytes a line, ~7 MB for 300k lines, where the parsed tasks took ~560 MB.
-
-    Reading then yields one input's lines at a time, in order of first appearance. When every
-    input's lines are adjacent (what Prodigy's ``db-out`` writes) the file is simply read again in
-    order; otherwise each group's lines are read at their offsets. A gzipped file is decompressed
-    to a temporary file for that (deleted afterwards); the adjacent case streams it again instead.
-    """
-
-    def __init__(self, path: Path, stat: os.stat_result, offsets: array[int], linenos: array[int],
-                 keys: array[int], countable: int) -> None:
-        self.path = path
-        self._stat = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        self.offsets = offsets
-        self.linenos = linenos
-        self.keys = keys
-        self._countable = countable
-        self._adjacent: bool | None = None
-
-    @classmethod
-    def build(cls, path: Path) -> TaskIndex:
-        stat = path.stat()
-        offsets, linenos, keys = array("q"), array("q"), array("q")
-        big: dict[int, int] = {}  # hashes that do not fit 62 bits (not Prodigy's; kept apart, still grouped)
-        countable = 0
-        offset = 0
-        with open_binary(path) as fh:
-            for lineno, raw in enumerate(fh, 1):
-                start = offset
-                offset += len(raw)
-                if is_blank(raw):
-                    continue
-                key = _saved_hash(raw)
-                if key is None:
-                    key = _parsed_hash(raw.rstrip(b"\r\n"))
-                if key is None:
-                    key = _LONE + lineno
-                else:
-                    countable += 1
-                    if not -_LONE < key < _LONE:
-                        key = big.setdefault(key, -_LONE - 1 - len(big))
-                offsets.append(start)
-                linenos.append(lineno)
-                keys.append(key)
-        return cls(path, stat, offsets, linenos, keys, countable)
-
-    def fresh(self) -> bool:
-        """False once the file has changed since it was indexed."""
-        try:
-            stat = self.path.stat()
-        except OSError:
-            return False
-        return (stat.st_size, stat.st_mtime_ns, stat.st_ino) == self._stat
-
-    def count(self) -> int:
-        """Distinct inputs among the lines that look like tasks (a line that then fails to parse is counted)."""
-        import numpy as np
-
-        keys = np.frombuffer(self.keys, dtype=np.int64)
-        return len(np.unique(keys[keys < _LONE]))
-
-    def _order(self) -> Any:
-        """Line positions grouped by input, inputs in order of first appearance, lines in file order;
-        ``None`` when that is the file's own order."""
-        import numpy as np
-
-        keys = np.frombuffer(self.keys, dtype=np.int64)
-        if len(keys) < 2:
-            return None
-        run_starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        run_keys = keys[run_starts]
-        if len(np.unique(run_keys)) == len(run_keys):
-            return None
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        rank = np.empty(len(first), dtype=np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-        return np.argsort(rank[inverse.ravel()], kind="stable")
-
-    def groups(self) -> Iterator[list[tuple[str, Any]]]:
-        """For each input, its lines as ``(where, parsed task or BadLine)``."""
-        name = self.path.name
-        order = self._order()
-        keys = self.keys
-        if order is None:
-            yield from self._adjacent_groups(name)
-            return
-        with self._seekable() as fh:
-            group: list[tuple[str, Any]] = []
-            current = None
-            offsets, linenos = self.offsets, self.linenos
-            for position in order.tolist():
-                key = keys[position]
-                if key != current and group:
-                    yield group
-                    group = []
-                current = key
-                fh.seek(offsets[position])
-                raw = fh.readline().rstrip(b"\r\n")
-                group.append((f"{name}:{linenos[position]}", decode_line(raw, objects_only=False)))
-            if group:
-                yield group
-
-    def _adjacent_groups(self, name: str) -> Iterator[list[tuple[str, Any]]]:
-        keys, linenos = self.keys, self.linenos
-        total = len(keys)
-        position = 0
-        group: list[tuple[str, Any]] = []
-        current = None
-        with open_binary(self.path) as fh:
-            for lineno, raw in enumerate(fh, 1):
-                if position >= total or linenos[position] != lineno:
-                    continue  # a blank line (not indexed)
-                key = keys[position]
-                position += 1
-                if key != current and group:
-                    yield group
-                    group = []
-                current = key
-                group.append((f"{name}:{lineno}", decode_line(raw.rstrip(b"\r\n"), objects_only=False)))
-        if group:
-            yield group
-
-    def _seekable(self) -> Any:
-        import contextlib
-
-        @contextlib.contextmanager
-        def opened() -> Iterator[Any]:
-            if not is_gzip(self.path):
-                with open(self.path, "rb") as fh:
-                    yield fh
-                return
-            # seeking in a gzip stream decompresses from the start each time: use a plain copy
-            with tempfile.TemporaryFile() as tmp:
-                with open_binary(self.path) as src:
-                    shutil.copyfileobj(src, tmp, 1 << 20)
-                yield tmp
-
-        return opened()
+    if at >= 0 and raw.find(_HASH_KEY, at + 13) < 0 and raw.find(_TEXT_KEY) >= 0:
+        match = _HASH_VALUE.match(raw, at + 13)
+        if match:
+            return int(match.group(1))
+    return _parsed_hash(raw)
 
 
 def _parsed_hash(line: bytes) -> int | None:
