@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .adapter import as_utc, filter_answers
+from .adapter import as_utc, filter_answers, since_datetime
 from .atomic import atomic_write_bytes
 from .errors import UsageError
 from .model import Annotation, Answer, Record
@@ -80,8 +80,8 @@ class AnnotationLedger:
     #: True when this pull started from a cursor or a timestamp (only changes are yielded)
     incremental: bool = False
     since: datetime | None = None
-    #: the newest ``updated_at`` of the annotations :meth:`update` has seen (from ``since``): a watermark for
-    #: tools whose server clock cannot be read
+    #: the newest ``timestamp`` (``updated_at``, else ``created_at``) of the annotations :meth:`update` has seen
+    #: (from ``since``): a watermark for tools whose server clock cannot be read
     newest: datetime | None = None
     #: the id of an annotation within its record
     annotation_id: Callable[[Annotation], str] = field(
@@ -98,7 +98,9 @@ class AnnotationLedger:
         if since is None:
             return ledger
         ledger.incremental = True
-        if isinstance(since, str) and since.lstrip().startswith("{"):
+        if isinstance(since, str) and not since.lstrip().startswith("{"):
+            since = since_datetime(since)  # a bare date, checked: a bad one is a UsageError saying what is accepted
+        if isinstance(since, str):
             try:
                 since = json.loads(since)
             except json.JSONDecodeError:
@@ -123,7 +125,7 @@ class AnnotationLedger:
         record what it holds now. Returns the ids of annotations the cursor knew and the record no longer has."""
         now = {self.annotation_id(a): _stamp(a) for a in record.annotations}
         for annotation in record.annotations:
-            stamp = as_utc(annotation.updated_at)
+            stamp = as_utc(annotation.timestamp)
             if stamp is not None and (self.newest is None or stamp > self.newest):
                 self.newest = stamp
         gone: list[str] = []

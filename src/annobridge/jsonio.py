@@ -32,10 +32,13 @@ __all__ = [
     "BOM",
     "LONE_SURROGATE",
     "BadLine",
+    "append_json_lines",
     "decode_line",
     "has_lone_surrogate",
     "is_blank",
     "is_gzip",
+    "is_json_array_file",
+    "json_line",
     "open_binary",
     "read_items",
     "read_json_items",
@@ -285,10 +288,48 @@ def _stem(path: Path) -> str:
     return name[:-3] if name.endswith(".gz") else name
 
 
+def is_json_array_file(path: str | os.PathLike[str]) -> bool:
+    """True for a name that :func:`read_items` reads as one JSON document (``.json``, ``.json.gz``)."""
+    return _stem(Path(path)).endswith(".json")
+
+
+def json_line(value: Any) -> bytes:
+    """``value`` as one JSON Lines line: UTF-8 JSON, non-ASCII characters as they are, newline included."""
+    return (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def append_json_lines(path: str | os.PathLike[str], values: Iterable[Any]) -> int:
+    """Append ``values`` to a JSON Lines file as :func:`json_line` lines, all of them or none; returns how many.
+
+    The file and its folders are created when missing. Every value is encoded before the file is touched
+    (one that is not JSON raises first), the lines go out in one write, and a write that fails (a full
+    disk) is cut back to the file's old length, so no half line is left for the next reader. A last line
+    without its newline gets one first: the new lines never run into it.
+    """
+    target = Path(path)
+    lines = [json_line(value) for value in values]
+    data = b"".join(lines)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a+b") as fh:
+        start = fh.seek(0, os.SEEK_END)
+        if start:
+            fh.seek(start - 1)
+            if fh.read(1) != b"\n":
+                data = b"\n" + data
+        try:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        except BaseException:
+            fh.truncate(start)
+            raise
+    return len(lines)
+
+
 def read_items(
     path: str | os.PathLike[str], *, name: str | None = None, objects_only: bool = True
 ) -> Iterator[tuple[str, Any]]:
     """JSON Lines (``.jsonl``, ``.ndjson``, anything else) or a ``.json`` array, gzipped or not."""
-    if _stem(Path(path)).endswith(".json"):
+    if is_json_array_file(path):
         return read_json_items(path, name=name, objects_only=objects_only)
     return read_json_lines(path, name=name, objects_only=objects_only)

@@ -20,7 +20,6 @@ import json
 import shlex
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -47,14 +46,15 @@ from annobridge.kit import (
     ReviewItem,
     TaskKind,
     UsageError,
+    append_json_lines,
     atomic_open,
     decode_line,
-    filter_answers,
     hookimpl,
+    is_json_array_file,
+    json_line,
     open_binary,
     read_json_items,
     read_json_lines,
-    since_datetime,
 )
 
 from .db import ProdigyDB, session_name
@@ -189,9 +189,7 @@ class ProdigyAdapter(Adapter):
         return index
 
     def _is_json_array(self) -> bool:
-        assert self.path is not None
-        name = self.path.name.lower()
-        return (name[:-3] if name.endswith(".gz") else name).endswith(".json")
+        return self.path is not None and is_json_array_file(self.path)
 
     def _records(self) -> Iterator[Record]:
         """One record per ``_input_hash``, in order of first appearance, every answer to it merged.
@@ -239,23 +237,10 @@ class ProdigyAdapter(Adapter):
         newest ``_timestamp`` (a timestamp-only pull, as Prodigy's own timestamps allow).
         """
         owner = f"{self._where()}?dataset={self.options.dataset}" if self.is_db else self._where()
-        if isinstance(since, str) and not since.lstrip().startswith("{"):
-            since = since_datetime(since)  # a bare date: checked and read as one
-        if isinstance(since, datetime) and since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)  # Prodigy's _timestamp is Unix time
+        # a naive datetime is taken as UTC (Prodigy's _timestamp is Unix time)
         ledger = AnnotationLedger.resume(since, owner=owner, annotation_id=_answer_id)
-        latest = ledger.since
-        for record in self._records():
-            gone = ledger.update(record.id, record)
-            if gone:
-                record.native_ids["deleted_annotation_ids"] = gone
-            if ledger.incremental and not record.annotations and not gone:
-                continue
-            for ann in record.annotations:
-                if ann.created_at is not None and (latest is None or ann.created_at > latest):
-                    latest = ann.created_at
-            yield filter_answers(record, answers)
-        self.cursor = ledger.cursor(latest, owner=owner)
+        yield from ledger.changes(((record.id, record) for record in self._records()), answers)
+        self.cursor = ledger.cursor(ledger.newest, owner=owner)
 
     def count(self) -> int | None:
         if self.is_db:
@@ -320,19 +305,24 @@ class ProdigyAdapter(Adapter):
         if self.is_db:
             self._write_db(built, result, by_task=False)
         else:
-            known, _ = self._file_hashes()
-            assert self.path is not None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                for doc, task in built:
-                    result.native_ids[doc.id] = task["_input_hash"]
-                    if task["_input_hash"] in known:
-                        result.existing += 1
-                        continue
-                    known[task["_input_hash"]] = True
-                    fh.write(json.dumps(task, ensure_ascii=False) + "\n")
-                    result.created += 1
+            self._append_new_inputs([(doc, task, task) for doc, task in built], result)
         return result
+
+    def _append_new_inputs(self, built: list[tuple[Document, dict[str, Any], dict[str, Any]]],
+                           result: ImportResult) -> None:
+        """Append to the stream file the lines ``(document, its task, the line)`` whose input it lacks yet."""
+        known, _ = self._file_hashes()
+        new: list[dict[str, Any]] = []
+        for doc, task, line in built:
+            result.native_ids[doc.id] = task["_input_hash"]
+            if task["_input_hash"] in known:
+                result.existing += 1
+                continue
+            known[task["_input_hash"]] = True
+            new.append(line)
+            result.created += 1
+        assert self.path is not None
+        append_json_lines(self.path, new)
 
     def _write_db(self, built: list[tuple[Document, dict[str, Any]]], result: ImportResult, *, by_task: bool) -> None:
         dataset = self._need_dataset()
@@ -383,11 +373,7 @@ class ProdigyAdapter(Adapter):
             db.add_dataset(session, {"description": "annobridge import session"}, session=True)
             return db.add_examples(tasks, [dataset, session])
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            for task in tasks:
-                fh.write(json.dumps(task, ensure_ascii=False) + "\n")
-        return len(tasks)
+        return append_json_lines(self.path, tasks)
 
     def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
         self._check_writable()
@@ -423,14 +409,14 @@ class ProdigyAdapter(Adapter):
                         ih = data.get("_input_hash") if isinstance(data, dict) else None
                         if isinstance(ih, int) and ih in pending and "answer" not in data:
                             if ih not in replaced:
-                                out.write(_task_line(pending[ih]))
+                                out.write(json_line(pending[ih]))
                                 replaced.add(ih)
                                 result.existing += 1
                             continue  # a second unanswered copy of the same input is dropped
                         out.write(raw if raw.endswith(b"\n") else raw + b"\n")
             for ih, task in pending.items():
                 if ih not in replaced:
-                    out.write(_task_line(task))
+                    out.write(json_line(task))
                     result.created += 1
         return result
 
@@ -472,22 +458,7 @@ class ProdigyAdapter(Adapter):
             if new:
                 db.add_examples(new, [dataset])
             return result
-        known, _ = self._file_hashes()
-        assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            for doc, tasks in built:
-                first = tasks[0]
-                result.native_ids[doc.id] = first["_input_hash"]
-                if first["_input_hash"] in known:
-                    result.existing += 1
-                    continue
-                known[first["_input_hash"]] = True
-                top = {k: v for k, v in first.items() if k not in ("answer", "_annotator_id", "_session_id")}
-                versions = [{**t, "sessions": [t["_session_id"]], "default": i == 0} for i, t in enumerate(tasks)]
-                fh.write(json.dumps({**top, "_view_id": "review", "view_id": view, "versions": versions},
-                                    ensure_ascii=False) + "\n")
-                result.created += 1
+        self._append_new_inputs([(doc, tasks[0], _review_task(tasks, view)) for doc, tasks in built], result)
         return result
 
 
@@ -622,11 +593,15 @@ def _answer_key(task: Mapping[str, Any]) -> tuple[Any, ...]:
     return (task.get("_task_hash"), task.get("_annotator_id"), task.get("answer"), "versions" in task)
 
 
+def _review_task(tasks: list[dict[str, Any]], view: str) -> dict[str, Any]:
+    """The review recipe's task for one document: its versions, one per annotator, the first the default."""
+    top = {k: v for k, v in tasks[0].items() if k not in ("answer", "_annotator_id", "_session_id")}
+    versions = [{**t, "sessions": [t["_session_id"]], "default": i == 0} for i, t in enumerate(tasks)]
+    return {**top, "_view_id": "review", "view_id": view, "versions": versions}
+
+
 def _annotator_of(content: bytes) -> str | None:
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return None
+    data = decode_line(content)
     value = data.get("_annotator_id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
 
@@ -641,10 +616,6 @@ def _unique_id(record: Record, named: set[str]) -> Record:
         else:
             named.add(record.id)
     return record
-
-
-def _task_line(task: dict[str, Any]) -> bytes:
-    return (json.dumps(task, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 @hookimpl

@@ -1,0 +1,61 @@
+"""kit.append_json_lines / json_line / is_json_array_file, and AnnotationLedger's since check and watermark."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from annobridge import kit
+from annobridge.errors import UsageError
+
+
+def test_json_line_keeps_non_ascii_and_ends_the_line() -> None:
+    assert kit.json_line({"text": "Zoë 🎉"}) == '{"text": "Zoë 🎉"}\n'.encode()
+
+
+def test_append_creates_folders_and_never_runs_into_a_last_line_without_newline(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "tasks.jsonl"
+    assert kit.append_json_lines(path, [{"a": 1}, {"a": 2}]) == 2
+    with path.open("ab") as fh:
+        fh.write(b'{"a": 3}')  # written by another tool, no newline
+    assert kit.append_json_lines(path, [{"a": 4}]) == 1
+    assert [d["a"] for _, d in kit.read_json_lines(path)] == [1, 2, 3, 4]
+    assert kit.append_json_lines(path, []) == 0
+
+
+def test_append_is_all_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.jsonl"
+    kit.append_json_lines(path, [{"a": 1}])
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        kit.append_json_lines(path, [{"a": 2}, {"a": object()}])  # not JSON: nothing is written
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(("name", "array"), [("a.json", True), ("a.JSON.gz", True), ("a.jsonl", False),
+                                             ("a.jsonl.gz", False), ("json", False)])
+def test_is_json_array_file(name: str, array: bool) -> None:
+    assert kit.is_json_array_file(name) is array
+
+
+def test_ledger_checks_a_bare_date_and_takes_naive_as_utc() -> None:
+    with pytest.raises(UsageError, match="neither a cursor"):
+        kit.AnnotationLedger.resume("last tuesday")
+    ledger = kit.AnnotationLedger.resume(datetime(2026, 1, 1, 12))
+    assert ledger.since == datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    assert kit.AnnotationLedger.resume("2026-01-01T12:00:00").since == ledger.since
+
+
+def test_ledger_newest_falls_back_to_created_at() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t1 = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    record = kit.Record(kit.Document("d", "text"), annotations=[
+        kit.Annotation("a", created_at=t1, native_ids={"annotation_id": 1}),
+        kit.Annotation("b", created_at=t1, updated_at=t0, native_ids={"annotation_id": 2})])
+    ledger = kit.AnnotationLedger.resume(None)
+    assert [r.id for r in ledger.changes([("d", record)])] == ["d"]
+    assert ledger.newest == t1
+    assert json.loads(json.dumps(ledger.cursor(ledger.newest)))["watermark"].startswith("2026-02-01")
