@@ -118,25 +118,27 @@ class ProdigyDB:
     def _commit(self) -> None:
         self.conn.commit()
 
+    def _rows(self, query: str, params: Iterable[Any] = ()) -> list[Any]:
+        """All rows of a read, its transaction ended (PostgreSQL would otherwise hold it open)."""
+        rows = self._execute(query, params).fetchall()
+        self._commit()
+        return list(rows)
+
     def has_tables(self) -> bool:
         if self.dialect == "sqlite":
-            rows = self._execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            rows = self._rows("SELECT name FROM sqlite_master WHERE type = 'table'")
         else:
-            rows = self._execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-            ).fetchall()
-            self._commit()
+            rows = self._rows("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
         return {"dataset", "example", "link"} <= {r[0] for r in rows}
 
     def _columns(self, table: str) -> set[str]:
         if self.dialect == "sqlite":
-            return {row[1] for row in self._execute(f'PRAGMA table_info("{table}")').fetchall()}
-        rows = self._execute(
+            return {row[1] for row in self._rows(f'PRAGMA table_info("{table}")')}
+        rows = self._rows(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
             "AND table_name = ?",
             (table,),
-        ).fetchall()
-        self._commit()
+        )
         return {r[0] for r in rows}
 
     def _link_columns(self) -> tuple[str, str]:
@@ -162,17 +164,14 @@ class ProdigyDB:
     def datasets(self, *, sessions: bool = False) -> list[str]:
         if not self.has_tables():
             return []
-        query = 'SELECT "name", "session" FROM "dataset" ORDER BY "id"'
-        rows = self._execute(query).fetchall()
-        self._commit()
+        rows = self._rows('SELECT "name", "session" FROM "dataset" ORDER BY "id"')
         return [str(name) for name, session in rows if sessions or not session]
 
     def dataset_id(self, name: str) -> int | None:
         if not self.has_tables():
             return None
-        row = self._execute('SELECT "id" FROM "dataset" WHERE "name" = ?', (name,)).fetchone()
-        self._commit()
-        return int(row[0]) if row else None
+        rows = self._rows('SELECT "id" FROM "dataset" WHERE "name" = ?', (name,))
+        return int(rows[0][0]) if rows else None
 
     def require_dataset(self, name: str) -> int:
         found = self.dataset_id(name)
@@ -207,16 +206,16 @@ class ProdigyDB:
 
     # -- examples ---------------------------------------------------------------------
 
+    def _linked(self, columns: str, tail: str = "") -> str:
+        """``SELECT columns`` of the examples linked to one dataset (its id the parameter; ``e`` is ``example``)."""
+        ex_col, ds_col = self._link_columns()
+        return f'SELECT {columns} FROM "example" e JOIN "link" l ON l."{ex_col}" = e."id" WHERE l."{ds_col}" = ?{tail}'
+
     def examples(self, dataset: str) -> Iterator[Example]:
         """The dataset's examples in insertion order (the order ``db-out`` writes them)."""
-        dataset_id = self.require_dataset(dataset)
-        ex_col, ds_col = self._link_columns()
-        cur = self._execute(
-            'SELECT e."id", e."input_hash", e."task_hash", e."content" FROM "example" e '
-            f'JOIN "link" l ON l."{ex_col}" = e."id" WHERE l."{ds_col}" = ? ORDER BY e."id"',
-            (dataset_id,),
-        )
-        for row in cur:
+        dataset_id = self.require_dataset(dataset)  # first: a missing dataset is named, with the ones there are
+        query = self._linked('e."id", e."input_hash", e."task_hash", e."content"', ' ORDER BY e."id"')
+        for row in self._execute(query, (dataset_id,)):
             yield Example(int(row[0]), int(row[1]), int(row[2]), _as_bytes(row[3]))
         self._commit()
 
@@ -225,25 +224,13 @@ class ProdigyDB:
         dataset_id = self.dataset_id(dataset)
         if dataset_id is None:
             return set(), set()
-        ex_col, ds_col = self._link_columns()
-        rows = self._execute(
-            'SELECT e."input_hash", e."task_hash" FROM "example" e '
-            f'JOIN "link" l ON l."{ex_col}" = e."id" WHERE l."{ds_col}" = ?',
-            (dataset_id,),
-        ).fetchall()
-        self._commit()
+        rows = self._rows(self._linked('e."input_hash", e."task_hash"'), (dataset_id,))
         return {int(r[0]) for r in rows}, {int(r[1]) for r in rows}
 
     def count_inputs(self, dataset: str) -> int:
         dataset_id = self.require_dataset(dataset)
-        ex_col, ds_col = self._link_columns()
-        row = self._execute(
-            'SELECT COUNT(DISTINCT e."input_hash") FROM "example" e '
-            f'JOIN "link" l ON l."{ex_col}" = e."id" WHERE l."{ds_col}" = ?',
-            (dataset_id,),
-        ).fetchone()
-        self._commit()
-        return int(row[0])
+        rows = self._rows(self._linked('COUNT(DISTINCT e."input_hash")'), (dataset_id,))
+        return int(rows[0][0])
 
     def add_examples(self, tasks: Iterable[Mapping[str, Any]], datasets: list[str]) -> int:
         """Insert one example per task (never deduplicated, as in Prodigy) linked to ``datasets``.
