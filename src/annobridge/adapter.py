@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from .config import AdapterConfig, check_server_url
 from .config import is_loopback as _is_loopback
-from .errors import MissingDependencyError, UsageError
+from .errors import DataError, MissingDependencyError, UsageError
 from .model import Annotation, Answer, Document, LabelSchema, Prediction, Record, TaskKind
 from .options import AdapterOptions, parse_options
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .review import ReviewItem
 
 __all__ = ["Adapter", "AdapterURL", "Capabilities", "ImportResult"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,26 @@ class ImportResult:
         self.failed.extend(other.failed)
         self.native_ids.update(other.native_ids)
         self.documents_created += other.documents_created
+
+    def translated(
+        self,
+        items: Iterable[tuple[Document, T]],
+        build: Callable[[Document, T], R],
+        *,
+        errors: type[Exception] | tuple[type[Exception], ...] = DataError,
+    ) -> list[tuple[Document, R]]:
+        """``(document, build(document, item))`` for each pair the adapter can translate into the tool's form.
+
+        A document whose ``build`` raises one of ``errors`` (the adapter's "this one cannot be stored") is in
+        ``failed`` with the exception's message and costs only itself; anything else propagates.
+        """
+        done: list[tuple[Document, R]] = []
+        for doc, item in items:
+            try:
+                done.append((doc, build(doc, item)))
+            except errors as exc:
+                self.failed.append((doc.id, str(exc)))
+        return done
 
 
 def is_loopback(host: str | None) -> bool:

@@ -59,3 +59,18 @@ def test_ledger_newest_falls_back_to_created_at() -> None:
     assert [r.id for r in ledger.changes([("d", record)])] == ["d"]
     assert ledger.newest == t1
     assert json.loads(json.dumps(ledger.cursor(ledger.newest)))["watermark"].startswith("2026-02-01")
+
+
+def test_import_result_translated_fails_one_document_alone() -> None:
+    result = kit.ImportResult()
+
+    def build(doc: kit.Document, n: int) -> str:
+        if n < 0:
+            raise kit.DataError(f"{n} is negative")
+        return f"{doc.id}:{n}"
+
+    items = [(kit.Document("a", "x"), 1), (kit.Document("b", "y"), -1), (kit.Document("c", "z"), 2)]
+    assert [out for _, out in result.translated(items, build)] == ["a:1", "c:2"]
+    assert result.failed == [("b", "-1 is negative")]
+    with pytest.raises(KeyError):  # not one of ``errors``: propagates
+        result.translated(items[:1], lambda doc, n: {}[n])

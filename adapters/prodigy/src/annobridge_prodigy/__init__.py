@@ -294,14 +294,8 @@ class ProdigyAdapter(Adapter):
     ) -> ImportResult:
         self._check_writable()
         result = ImportResult()
-        built: list[tuple[Document, dict[str, Any]]] = []
-        for doc, prediction in items:
-            try:
-                task = document_task(doc, prediction, schema)
-            except TaskError as exc:
-                result.failed.append((doc.id, str(exc)))
-                continue
-            built.append((doc, task))
+        built = result.translated(items, lambda doc, prediction: document_task(doc, prediction, schema),
+                                  errors=TaskError)
         if self.is_db:
             self._write_db(built, result, by_task=False)
         else:
@@ -378,12 +372,7 @@ class ProdigyAdapter(Adapter):
     def push_predictions(self, items: Iterable[tuple[Document, Prediction]]) -> ImportResult:
         self._check_writable()
         result = ImportResult()
-        built: list[tuple[Document, dict[str, Any]]] = []
-        for doc, prediction in items:
-            try:
-                built.append((doc, document_task(doc, prediction)))
-            except TaskError as exc:
-                result.failed.append((doc.id, str(exc)))
+        built = result.translated(items, document_task, errors=TaskError)
         if self.is_db:
             self._write_db(built, result, by_task=True)
             return result
@@ -432,14 +421,11 @@ class ProdigyAdapter(Adapter):
         self._check_writable()
         view = _REVIEW_VIEWS[schema.task.value]
         result = ImportResult()
-        built: list[tuple[Document, list[dict[str, Any]]]] = []
-        for item in items:
-            try:
-                tasks = [_version_task(item.document, name, pred, schema) for name, pred in item.versions.items()]
-            except TaskError as exc:
-                result.failed.append((item.document.id, str(exc)))
-                continue
-            built.append((item.document, tasks))
+        built = result.translated(
+            ((item.document, item.versions) for item in items),
+            lambda doc, versions: [_version_task(doc, name, pred, schema) for name, pred in versions.items()],
+            errors=TaskError,
+        )
         if self.is_db:
             dataset = self._need_dataset()
             db = self.db(create=True)
@@ -470,12 +456,8 @@ class ProdigyAdapter(Adapter):
         if schema is None:
             raise UsageError("Writing Prodigy annotations needs the task (--task): it picks the interface")
         result = ImportResult()
-        tasks: list[dict[str, Any]] = []
-        for doc, ann in items:
-            try:
-                tasks.append(_annotation_task(doc, ann, schema))
-            except TaskError as exc:
-                result.failed.append((doc.id, str(exc)))
+        tasks = [task for _, task in result.translated(items, lambda doc, ann: _annotation_task(doc, ann, schema),
+                                                       errors=TaskError)]
         if self.is_db:
             dataset = self._need_dataset()
             db = self.db(create=True)
