@@ -153,6 +153,13 @@ class ProdigyAdapter(Adapter):
             settings["sslmode"] = self.options.sslmode
         return settings
 
+    def _dataset(self, description: str = "created by annobridge") -> tuple[ProdigyDB, str]:
+        """The database and the named dataset in it, both created when missing (for a write)."""
+        dataset = self._need_dataset()
+        db = self.db(create=True)
+        db.add_dataset(dataset, {"description": description})
+        return db, dataset
+
     def _need_dataset(self) -> str:
         if self.dataset:
             return self.dataset
@@ -199,19 +206,16 @@ class ProdigyAdapter(Adapter):
         knows which lines belong together, and only one input's lines are parsed at a time.
         """
         named: set[str] = set()
-        if not self.is_db and not self._is_json_array():
-            for group in self._file_index().groups():
-                grouper = TaskGrouper(self.skip)
-                for where, task in group:
-                    self._add(grouper, where, task)
-                for record in grouper.records.values():
-                    yield _unique_id(record, named)
-            return
-        grouper = TaskGrouper(self.skip)
-        for where, task in self._db_tasks() if self.is_db else self._json_array_tasks():
-            self._add(grouper, where, task)
-        for record in grouper.records.values():
-            yield _unique_id(record, named)
+        if self.is_db or self._is_json_array():
+            groups: Iterable[Iterable[tuple[str, Any]]] = [self._db_tasks() if self.is_db else self._json_array_tasks()]
+        else:
+            groups = self._file_index().groups()
+        for group in groups:
+            grouper = TaskGrouper(self.skip)
+            for where, task in group:
+                grouper.add(task, where)
+            for record in grouper.records.values():
+                yield _unique_id(record, named)
 
     def _json_array_tasks(self) -> Iterator[tuple[str, Any]]:
         assert self.path is not None
@@ -221,12 +225,6 @@ class ProdigyAdapter(Adapter):
             yield from read_json_items(self.path, objects_only=False)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-
-    def _add(self, grouper: TaskGrouper, where: str, task: Any) -> None:
-        if isinstance(task, BadLine):
-            self.skip(where, task.reason)
-        else:
-            grouper.add(task, where)
 
     def pull(self, *, answers: Collection[Answer] | None = None, since: Any = None) -> Iterator[Record]:
         """Every input with its answers; with ``since``, only answers new since then.
@@ -250,8 +248,7 @@ class ProdigyAdapter(Adapter):
         if self._is_json_array():
             grouper = TaskGrouper(lambda where, reason: None)
             for where, task in self._json_array_tasks():
-                if not isinstance(task, BadLine):
-                    grouper.add(task, where)
+                grouper.add(task, where)
             return len(grouper.records)
         return self._file_index().count()
 
@@ -319,9 +316,7 @@ class ProdigyAdapter(Adapter):
         append_json_lines(self.path, new)
 
     def _write_db(self, built: list[tuple[Document, dict[str, Any]]], result: ImportResult, *, by_task: bool) -> None:
-        dataset = self._need_dataset()
-        db = self.db(create=True)
-        db.add_dataset(dataset, {"description": "created by annobridge"})
+        db, dataset = self._dataset()
         inputs, tasks = db.hashes(dataset)
         new: list[dict[str, Any]] = []
         for doc, task in built:
@@ -339,9 +334,7 @@ class ProdigyAdapter(Adapter):
             tasks.add(task["_task_hash"])
             new.append(task)
         if new:
-            session = session_name()
-            db.add_dataset(session, {"description": "annobridge import session"}, session=True)
-            db.add_examples(new, [dataset, session])
+            self._append(new)
 
     def add_tasks(self, tasks: Iterable[dict[str, Any]], *, answer: str | None = "accept") -> int:
         """Store Prodigy tasks as they are, like ``prodigy db-in``: hashes are added where missing
@@ -360,9 +353,7 @@ class ProdigyAdapter(Adapter):
         """Store finished tasks as they are: in the dataset and a new session (as Prodigy saves answers), or
         appended to the JSONL file. Returns how many."""
         if self.is_db:
-            dataset = self._need_dataset()
-            db = self.db(create=True)
-            db.add_dataset(dataset, {"description": "created by annobridge"})
+            db, dataset = self._dataset()
             session = session_name()
             db.add_dataset(session, {"description": "annobridge import session"}, session=True)
             return db.add_examples(tasks, [dataset, session])
@@ -427,9 +418,7 @@ class ProdigyAdapter(Adapter):
             errors=TaskError,
         )
         if self.is_db:
-            dataset = self._need_dataset()
-            db = self.db(create=True)
-            db.add_dataset(dataset, {"description": "documents for review, created by annobridge"})
+            db, dataset = self._dataset("documents for review, created by annobridge")
             have = {(ex.task_hash, _annotator_of(ex.content)) for ex in db.examples(dataset)}
             new: list[dict[str, Any]] = []
             for doc, tasks in built:
@@ -459,9 +448,7 @@ class ProdigyAdapter(Adapter):
         tasks = [task for _, task in result.translated(items, lambda doc, ann: _annotation_task(doc, ann, schema),
                                                        errors=TaskError)]
         if self.is_db:
-            dataset = self._need_dataset()
-            db = self.db(create=True)
-            db.add_dataset(dataset, {"description": "created by annobridge"})
+            db, dataset = self._dataset()
             saved = [json.loads(ex.content) for ex in db.examples(dataset)]
         else:
             assert self.path is not None

@@ -128,17 +128,13 @@ def _parse_spans(task: Mapping[str, Any], text: str) -> list[Span]:
         if not isinstance(claimed, str):
             # nothing claimed: take the slice, so the exporter still sees out-of-range offsets as such
             claimed = text[start:end] if 0 <= start < end <= len(text) else None
-        score = item.get("score")
-        spans.append(
-            Span(
-                start=start,
-                end=end,
-                label=label,
-                score=float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
-                text=claimed,
-            )
-        )
+        spans.append(Span(start=start, end=end, label=label, score=_number(item.get("score")), text=claimed))
     return spans
+
+
+def _number(value: Any) -> float | None:
+    """A score as a float; None for anything but a number (a bool is not one)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _options(task: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
@@ -210,7 +206,7 @@ def _meta_score(task: Mapping[str, Any]) -> float | None:
     value = meta.get("score") if isinstance(meta, Mapping) else None
     if value is None:
         value = task.get("score")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return _number(value)
 
 
 def _annotation(task: Mapping[str, Any], text: str, view_hint: str | None = None) -> Annotation:
@@ -378,6 +374,10 @@ class TaskGrouper:
         self._named: set[int] = set()
 
     def add(self, task: Any, where: str) -> None:
+        """Add one parsed task (or the :class:`~annobridge.kit.BadLine` its line gave: skipped, with its reason)."""
+        if isinstance(task, BadLine):
+            self._skip(where, task.reason)
+            return
         try:
             parsed = parse_task(task)
         except TaskError as exc:
