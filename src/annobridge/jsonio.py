@@ -16,7 +16,7 @@ import codecs
 import gzip
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ __all__ = [
     "read_items",
     "read_json_items",
     "read_json_lines",
+    "rewrite_json_lines",
 ]
 
 BOM = b"\xef\xbb\xbf"
@@ -333,3 +334,35 @@ def read_items(
     if is_json_array_file(path):
         return read_json_items(path, name=name, objects_only=objects_only)
     return read_json_lines(path, name=name, objects_only=objects_only)
+
+
+def rewrite_json_lines(
+    path: str | os.PathLike[str],
+    edit: Callable[[Any], Iterable[Any] | None],
+    *,
+    then: Callable[[], Iterable[Any]] = tuple,
+) -> None:
+    """Rewrite a JSON Lines file line by line, atomically: readers see the old file or the new one.
+
+    ``edit(value)`` gets each non-blank line's value (a :class:`BadLine` for one that does not parse)
+    and returns None to keep the line byte for byte (a missing last newline added), or the values to
+    write in its place as :func:`json_line` lines (an empty list drops the line). ``then()`` is called
+    after the last line, for values to append. A missing file is read as an empty one (it is created,
+    with its folders); a gzipped one is read and written back plain; blank lines are dropped.
+    """
+    from .atomic import atomic_open
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(target, "wb", encoding=None) as out:
+        if target.exists():
+            with open_binary(target) as fh:
+                for raw in fh:
+                    if is_blank(raw):
+                        continue
+                    values = edit(decode_line(raw.rstrip(b"\r\n")))
+                    if values is None:
+                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                    else:
+                        out.writelines(json_line(value) for value in values)
+        out.writelines(json_line(value) for value in then())

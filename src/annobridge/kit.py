@@ -54,6 +54,7 @@ from .jsonio import (
     read_items,
     read_json_items,
     read_json_lines,
+    rewrite_json_lines,
 )
 from .lineindex import LineIndex
 from .lookup import Lookup
@@ -138,6 +139,7 @@ __all__ = [
     "read_json_lines",
     "read_spans",
     "redact",
+    "rewrite_json_lines",
     "since_datetime",
     "utc_iso",
     "utf16_to_codepoint",

@@ -74,3 +74,23 @@ def test_import_result_translated_fails_one_document_alone() -> None:
     assert result.failed == [("b", "-1 is negative")]
     with pytest.raises(KeyError):  # not one of ``errors``: propagates
         result.translated(items[:1], lambda doc, n: {}[n])
+
+
+def test_rewrite_json_lines_edits_keeps_and_appends(tmp_path: Path) -> None:
+    path = tmp_path / "stream.jsonl"
+    path.write_bytes(b'{"k": 1}\r\n\n{not json\n{"k": 2}\n{"k": 1}\n{"k": 3}')
+
+    def edit(value: object) -> list[object] | None:
+        if isinstance(value, dict) and value.get("k") == 1:
+            return [{"k": 1, "new": True}, {"k": 1.5}]
+        if isinstance(value, dict) and value.get("k") == 2:
+            return []
+        return None  # kept as it is, the unparseable line too
+
+    kit.rewrite_json_lines(path, edit, then=lambda: [{"k": 4}])
+    assert path.read_bytes().split(b"\n") == [
+        b'{"k": 1, "new": true}', b'{"k": 1.5}', b"{not json", b'{"k": 1, "new": true}', b'{"k": 1.5}',
+        b'{"k": 3}', b'{"k": 4}', b""]
+    fresh = tmp_path / "new" / "file.jsonl"
+    kit.rewrite_json_lines(fresh, lambda value: None, then=lambda: [{"a": "é"}])
+    assert fresh.read_bytes() == '{"a": "é"}\n'.encode()

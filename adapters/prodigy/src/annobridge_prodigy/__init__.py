@@ -47,14 +47,12 @@ from annobridge.kit import (
     TaskKind,
     UsageError,
     append_json_lines,
-    atomic_open,
     decode_line,
     hookimpl,
     is_json_array_file,
-    json_line,
-    open_binary,
     read_json_items,
     read_json_lines,
+    rewrite_json_lines,
 )
 
 from .db import ProdigyDB, session_name
@@ -374,30 +372,25 @@ class ProdigyAdapter(Adapter):
             if task["_input_hash"] in pending:
                 result.existing += 1
             pending[task["_input_hash"]] = task
-        assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         replaced: set[int] = set()
-        # the file is rewritten whole (atomically): lines that do not parse are kept byte for byte
-        with atomic_open(self.path, "wb", encoding=None) as out:
-            if self.path.exists():
-                with open_binary(self.path) as fh:
-                    for raw in fh:
-                        line = raw.rstrip(b"\r\n")
-                        if not line.strip():
-                            continue
-                        data = decode_line(line)
-                        ih = data.get("_input_hash") if isinstance(data, dict) else None
-                        if isinstance(ih, int) and ih in pending and "answer" not in data:
-                            if ih not in replaced:
-                                out.write(json_line(pending[ih]))
-                                replaced.add(ih)
-                                result.existing += 1
-                            continue  # a second unanswered copy of the same input is dropped
-                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-            for ih, task in pending.items():
-                if ih not in replaced:
-                    out.write(json_line(task))
-                    result.created += 1
+
+        def edit(data: Any) -> list[dict[str, Any]] | None:
+            ih = data.get("_input_hash") if isinstance(data, dict) else None
+            if not (isinstance(ih, int) and ih in pending and "answer" not in data):
+                return None  # kept byte for byte, lines that do not parse too
+            if ih in replaced:
+                return []  # a second unanswered copy of the same input is dropped
+            replaced.add(ih)
+            result.existing += 1
+            return [pending[ih]]
+
+        def new_inputs() -> list[dict[str, Any]]:
+            added = [task for ih, task in pending.items() if ih not in replaced]
+            result.created += len(added)
+            return added
+
+        assert self.path is not None
+        rewrite_json_lines(self.path, edit, then=new_inputs)  # the file is rewritten whole, atomically
         return result
 
 
