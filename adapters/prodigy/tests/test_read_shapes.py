@@ -25,6 +25,14 @@ def _pull(path: Path, **kwargs: Any) -> tuple[list[Record], ProdigyAdapter]:
     return list(adapter.pull(**kwargs)), adapter
 
 
+def _task_records(path: Path) -> tuple[list[tuple[dict[str, Any], Record]], ProdigyAdapter]:
+    """A file whose tasks are one input each: (task, its record) pairs, one record per task, in order."""
+    tasks = _tasks(path)
+    records, adapter = _pull(path)
+    assert len(records) == len(tasks)
+    return list(zip(tasks, records, strict=True)), adapter
+
+
 def _by_id(records: list[Record]) -> dict[str, Record]:
     ids = [r.id for r in records]
     assert len(ids) == len(set(ids)), "one record per document"
@@ -171,20 +179,16 @@ def test_binary_textcat(data_dir: Path, name: str) -> None:
 
 
 def test_binary_textcat_scores_become_predictions(data_dir: Path) -> None:
-    path = data_dir / "github_documentation_textcat_binary.jsonl"
-    tasks = _tasks(path)
-    records, _ = _pull(path)
-    for task, record in zip(tasks, records, strict=True):
+    pairs, _ = _task_records(data_dir / "github_documentation_textcat_binary.jsonl")
+    for task, record in pairs:
         (pred,) = record.predictions
         assert pred.categories == {"DOCUMENTATION": pytest.approx(task["meta"]["score"])}
 
 
 def test_choice(data_dir: Path) -> None:
-    path = data_dir / "nel_emerson_choice.jsonl"
-    tasks = _tasks(path)
-    records, _ = _pull(path)
-    assert len(records) == len(tasks) == 30
-    for task, record in zip(tasks, records, strict=True):
+    pairs, _ = _task_records(data_dir / "nel_emerson_choice.jsonl")
+    assert len(pairs) == 30
+    for task, record in pairs:
         (ann,) = record.annotations
         assert ann.mode == "manual" and ann.answer == Answer.ACCEPT
         assert set(ann.categories) == {o["id"] for o in task["options"]}
@@ -198,11 +202,9 @@ def test_choice(data_dir: Path) -> None:
 
 
 def test_review_output(data_dir: Path) -> None:
-    path = data_dir / "restaurant_reviews_review.jsonl"
-    tasks = _tasks(path)
-    records, adapter = _pull(path)
-    assert len(records) == len(tasks)
-    for task, record in zip(tasks, records, strict=True):
+    pairs, adapter = _task_records(data_dir / "restaurant_reviews_review.jsonl")
+    tasks, records = [t for t, _ in pairs], [r for _, r in pairs]
+    for task, record in pairs:
         final = [a for a in record.annotations if a.ground_truth]
         assert len(final) == 1
         assert [s.key for s in final[0].spans] == [(s["start"], s["end"], s["label"]) for s in task["spans"]]
@@ -224,11 +226,8 @@ def test_review_output(data_dir: Path) -> None:
 
 
 def test_spacy_side_cats(data_dir: Path) -> None:
-    path = data_dir / "cooking_cats_train_head.jsonl"
-    tasks = _tasks(path)
-    records, _ = _pull(path)
-    assert len(records) == len(tasks)
-    for task, record in zip(tasks, records, strict=True):
+    pairs, _ = _task_records(data_dir / "cooking_cats_train_head.jsonl")
+    for task, record in pairs:
         (ann,) = record.annotations
         assert ann.categories == task["cats"]
         assert ann.mode == "manual" and ann.answer == Answer.ACCEPT
