@@ -242,20 +242,12 @@ def main() -> None:
             "in the same run: a whole process that starts a local Ray, parses, merges and splits on the driver,",
             "converts chunks of records to DocBin shards in Ray tasks and stops Ray (the start and stop of Ray, a",
             "few seconds, are included). Speed-up = local wall time / Ray wall time. Extra CPU per doc = (CPU time",
-            "of the Ray run's process tree - the local run's) / records, Ray's start and stop included (so it falls",
-            "with size), counting the processes Ray had ended and reaped when the run finished (a lower bound).",
-            "Peak RSS: the largest single process of the tree.",
+            "of the Ray run's process tree - the local run's) / records, counting only the processes Ray had",
+            "reaped when the run ended: Ray's long-lived workers are left out, so it is no measure of Ray's CPU",
+            "(negative where they did the work). Peak RSS: the largest single process of the tree.",
             "",
-            "| source | records | local wall (CPU) | ray wall (CPU) | speed-up | extra CPU per doc | ray peak RSS |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            *_ray_table(ray_rows),
         ]
-        for source, n, ours, on_ray in ray_rows:
-            overhead_us = (on_ray["cpu"] - ours["cpu"]) / n * 1e6
-            lines.append(
-                f"| {source} | {n:,} | {ours['seconds']:.1f} s ({ours['cpu']:.1f} s) | {on_ray['seconds']:.1f} s "
-                f"({on_ray['cpu']:.1f} s) | {ours['seconds'] / on_ray['seconds']:.2f}x | {overhead_us:,.0f} µs "
-                f"| {on_ray['rss_mb']:,.0f} MB |"
-            )
     lines += [
         "",
         "Targets (issue #9): ratio >= 0.85x; annobridge peak RSS <= 250 MB and flat from 100k to 300k.",
