@@ -21,6 +21,18 @@ def load(name: str) -> list[Record]:
         return [Record.from_dict(json.loads(line)) for line in fh if line.strip()]
 
 
+@pytest.fixture(scope="session")
+def sms() -> list[Record]:
+    """The SMS spam sample (textcat); a fixture for tests/al and tests/ray (their conftests import it)."""
+    return load("sms_spam_small.jsonl")
+
+
+@pytest.fixture(scope="session")
+def fashion() -> list[Record]:
+    """The fashion-brands sample (ner)."""
+    return load("fashion_brands_small.jsonl")
+
+
 def gold_docs(records: list[Record], task: str, labels: list[str]) -> list[Doc]:
     converter = DocConverter(spacy.blank("en"), LabelSchema(task, labels))
     docs = []

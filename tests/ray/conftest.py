@@ -18,6 +18,10 @@ import pytest
 # The al helpers (data loading, gold docs, pool files) are shared with tests/al.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "al"))
 
+from al_helpers import fashion, sms  # the data fixtures of tests/al, registered here too
+
+__all__ = ["fashion", "ray_local", "sms"]
+
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[object]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from al_helpers import gold_docs, load, write_records
+from al_helpers import gold_docs, write_records
 from typer.testing import CliRunner
 
 from annobridge.al import Learner, ray_engine
@@ -21,16 +21,6 @@ from annobridge.model import Document, Record
 from annobridge.readers import read_documents
 
 SMALL = {"width": 32, "depth": 1, "epochs": 4, "min_steps": 20}
-
-
-@pytest.fixture(scope="module")
-def sms() -> list[Record]:
-    return load("sms_spam_small.jsonl")
-
-
-@pytest.fixture(scope="module")
-def fashion() -> list[Record]:
-    return load("fashion_brands_small.jsonl")
 
 
 def _pool_file(path: Path, documents: list[Document]) -> Path:
