@@ -147,6 +147,15 @@ class BatchOutput:
         return self.learner._prediction(self, i, model_version, score)
 
 
+def _with_overrides(config: LearnerConfig, overrides: dict[str, Any]) -> LearnerConfig:
+    """``config`` with ``Learner(..., width=64)``-style keyword settings applied (in place)."""
+    for key, value in overrides.items():
+        if key not in LearnerConfig.__dataclass_fields__:
+            raise TypeError(f"Unknown Learner setting {key!r}")
+        setattr(config, key, value)
+    return config
+
+
 def _candidate(out: BatchOutput, j: int, index: int, score: float, version: str) -> Candidate:
     return Candidate(score, index, out.documents[j], out.prediction(j, version, round(score, 6)))
 
@@ -177,11 +186,7 @@ class Learner:
             raise UsageError("A Learner needs the label set (e.g. labels=['ham', 'spam']).")
         if self.task == TaskKind.TEXTCAT and len(self.labels) < 2:
             raise UsageError("Exclusive textcat needs at least two labels; use textcat_multilabel for yes/no.")
-        self.config = config or LearnerConfig()
-        for key, value in overrides.items():
-            if key not in LearnerConfig.__dataclass_fields__:
-                raise TypeError(f"Unknown Learner setting {key!r}")
-            setattr(self.config, key, value)
+        self.config = _with_overrides(config or LearnerConfig(), overrides)
         if self.config.fit_mode not in FIT_MODES:
             raise UsageError(f"fit_mode must be one of {', '.join(FIT_MODES)}, not {self.config.fit_mode!r}")
         # The device first: models keep the Ops current when they are created.
@@ -237,11 +242,7 @@ class Learner:
         ``pipeline``: an installed package name, a pipeline folder (``spacy train``'s ``model-best``) or
         a loaded ``Language``. ``learner.notes`` says what was found, switched or added.
         """
-        config = config or LearnerConfig()
-        for key, value in overrides.items():
-            if key not in LearnerConfig.__dataclass_fields__:
-                raise TypeError(f"Unknown Learner setting {key!r}")
-            setattr(config, key, value)
+        config = _with_overrides(config or LearnerConfig(), overrides)
         select_device(gpu)  # before the pipeline is loaded, so its weights land on the device
         nlp = pipeline if isinstance(pipeline, Language) else load_pipeline(pipeline)
         prepared = prepare_pipeline(nlp, task, labels, component=component, config=config)
@@ -326,18 +327,18 @@ class Learner:
             elif self._snapshot is not None or self.fitted:
                 self.nlp.from_bytes(self._snapshot if self._snapshot is not None else self._base_snapshot())
         examples = self.examples(gold)
-        if warm and self.optimizer is None:  # the first fit of a pretrained component: keep its weights
-            self.optimizer = self._initialize_fresh(examples)
-            self._snapshot = self.nlp.to_bytes()
-        if not warm:
-            if self._user_nlp and self._snapshot is not None:
+        # A warm fit without an optimizer is the first fit of a pretrained component (from_pipeline).
+        if not warm or self.optimizer is None:
+            if not self._user_nlp:
+                self.optimizer = self.nlp.initialize(lambda: examples)
+            elif self._snapshot is not None and not warm:
                 # a new optimizer: resume_training() would hand back the old one, moments and all
                 self.optimizer = self.nlp.resume_training(sgd=self.nlp.create_optimizer())
-            elif self._user_nlp:
-                self.optimizer = self._initialize_fresh(examples)
-                self._snapshot = self.nlp.to_bytes()
             else:
-                self.optimizer = self.nlp.initialize(lambda: examples)
+                self.optimizer = self._initialize_fresh(examples)  # trained components keep their weights
+                if self._snapshot is None:
+                    self._snapshot = self.nlp.to_bytes()
+        if not warm:
             # Dropout draws from the global RNG: restart it so a retrain repeats exactly.
             fix_random_seed(self.config.seed)
         c = self.config
