@@ -147,6 +147,24 @@ class BatchOutput:
         return self.learner._prediction(self, i, model_version, score)
 
 
+def check_engine(engine: str, workers: int | None) -> None:
+    """A clear UsageError for an engine or worker count that score_pool cannot run with."""
+    if engine not in ENGINES:
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if workers is not None and workers < 1:
+        raise UsageError("workers must be at least 1")
+
+
+def read_pool(path: str | os.PathLike[str]) -> Iterator[Document]:
+    """A pool file (path or URL) streamed by :mod:`annobridge.readers`; a bad line is logged and costs only itself."""
+    from ..readers import read_documents
+
+    return read_documents(
+        path if isinstance(path, str) else Path(path),
+        on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
+    )
+
+
 def _with_overrides(config: LearnerConfig, overrides: dict[str, Any]) -> LearnerConfig:
     """``config`` with ``Learner(..., width=64)``-style keyword settings applied (in place)."""
     for key, value in overrides.items():
@@ -616,10 +634,7 @@ class Learner:
         strategy = check_strategy(strategy)
         if keep < 1:
             raise UsageError("keep must be at least 1")
-        if engine not in ENGINES:
-            raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-        if workers is not None and workers < 1:
-            raise UsageError("workers must be at least 1")
+        check_engine(engine, workers)
         version = model_version or self.name
         if engine == "ray":
             from .ray_engine import score_pool_ray
@@ -638,12 +653,7 @@ class Learner:
                 workers=workers,
             )
         if isinstance(documents, (str, os.PathLike)):
-            from ..readers import read_documents
-
-            documents = read_documents(
-                documents if isinstance(documents, str) else Path(documents),
-                on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
-            )
+            documents = read_pool(documents)
         cold = not self.fitted
         effective = "random" if cold else strategy
         rng = numpy.random.default_rng(seed) if seed is not None else self._pool_rng

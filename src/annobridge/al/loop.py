@@ -152,12 +152,9 @@ class ActiveLearningLoop:
             raise UsageError("diversity_pool must be at least 1")
         if stop is not None and stability_sample < 1:
             raise UsageError("a stopping rule needs a stop set: stability_sample must be at least 1")
-        from .learner import ENGINES
+        from .learner import check_engine
 
-        if engine not in ENGINES:
-            raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-        if workers is not None and workers < 1:
-            raise UsageError("workers must be at least 1")
+        check_engine(engine, workers)
         if engine == "ray":
             from .ray_engine import import_ray
 
@@ -304,12 +301,9 @@ class ActiveLearningLoop:
         if callable(pool):
             return pool()
         if isinstance(pool, (str, os.PathLike)):
-            from ..readers import read_documents
+            from .learner import read_pool
 
-            return read_documents(  # a path or a URL (s3://bucket/pool.jsonl.gz)
-                pool if isinstance(pool, str) else Path(pool),
-                on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
-            )
+            return read_pool(pool)  # a path or a URL (s3://bucket/pool.jsonl.gz)
         return pool
 
     def _converter(self) -> DocConverter:

@@ -467,12 +467,9 @@ def score_pool_ray(
                 run(shards, None)
         else:
             if isinstance(source, (str, os.PathLike)):
-                from ..readers import read_documents
+                from .learner import read_pool
 
-                source = read_documents(
-                    source if isinstance(source, str) else Path(source),
-                    on_skip=lambda where, reason: log.warning("pool %s skipped: %s", where, reason),
-                )
+                source = read_pool(source)
             for docs, skipped in _windows(source, exclude, window or WINDOW):
                 state["skipped"] += skipped
                 if docs:
