@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from spacy.tokens import Doc, DocBin
 
+from . import raystart
 from .convert import DocConverter
 from .errors import AnnobridgeError, UsageError
 from .formats import DOCBIN_ATTRS, DocBinWriter, LeanDocBin
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTALL_HINT", "RayTaskFailedError", "check_ray_options", "convert_on_ray", "require_ray"]
 
-#: the command that installs the engine (its own line in the error, so it can be copied)
-INSTALL_HINT = "pip install 'annobridge[ray]'"
+INSTALL_HINT = raystart.INSTALL_HINT
+
 #: a chunk is sent once its first record is this many shard sizes behind the newest record read, full
 #: or not: the driver tallies in record order, so a rare split's filling chunk would otherwise hold
 #: back (and keep in memory) the outcomes of every record read after its first one
@@ -64,11 +65,7 @@ class RayTaskFailedError(AnnobridgeError):
 
 def require_ray() -> Any:
     """The ``ray`` module, or a usage error that says how to install it."""
-    try:
-        import ray
-    except ImportError:  # also when sys.modules["ray"] is None
-        raise UsageError(f"--engine ray needs Ray (an optional extra); install it with:\n{INSTALL_HINT}") from None
-    return ray
+    return raystart.import_ray("--engine ray")
 
 
 def check_ray_options(fmt: str, workers: int | None) -> None:
@@ -199,18 +196,7 @@ def convert_on_ray(
     from .export import convert_record
 
     ray = require_ray()
-    started = False
-    if not ray.is_initialized():
-        import logging
-
-        ray.init(
-            address=address,
-            num_cpus=workers if address is None else None,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-        started = True
+    started = raystart.start_ray(ray, address, workers)
     slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     run = _Run(ray, ledger, staged, shard_size, slots, shown)
     try:

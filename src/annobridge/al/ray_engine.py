@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import struct
-import sys
 import tarfile
 import tempfile
 import time
@@ -44,7 +43,8 @@ from itertools import islice, pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataError, UsageError
+from .. import raystart
+from ..errors import DataError
 from ..model import Document, Prediction
 from .strategies import Candidate, TopCandidates
 
@@ -55,7 +55,7 @@ __all__ = ["INSTALL_HINT", "import_ray", "init_ray", "score_pool_ray", "shutdown
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'annobridge[ray]'"
+INSTALL_HINT = raystart.INSTALL_HINT
 
 #: output row kinds: one summary per scored batch, then its candidates and its unreadable lines
 SUMMARY, CANDIDATE, BAD = 0, 1, 2
@@ -72,18 +72,7 @@ _started_here = False
 
 def import_ray() -> Any:
     """``ray`` with Ray Data, or a :class:`UsageError` carrying the one install line."""
-    try:
-        import ray.data  # Ray core alone has no Data library
-
-        import ray
-    except ImportError:
-        raise UsageError(f"Scoring on Ray needs Ray Data: {INSTALL_HINT}") from None
-    return ray
-
-
-def _verbose() -> bool:
-    # --verbose sets annobridge's log level to INFO: then Ray's own progress and logs are shown too.
-    return log.isEnabledFor(logging.INFO)
+    return raystart.import_ray("Scoring on Ray")
 
 
 def init_ray(address: str | None = None, workers: int | None = None) -> Any:
@@ -91,27 +80,7 @@ def init_ray(address: str | None = None, workers: int | None = None) -> Any:
     CPUs (default: all cores). A Ray the caller already started is used as it is."""
     global _started_here
     ray = import_ray()
-    verbose = _verbose()
-    # Ray's notices (token auth, deprecations, "progress bars disabled") are not annobridge's output.
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {
-            "include_dashboard": False,
-            "logging_level": logging.INFO if verbose else logging.ERROR,
-            "log_to_driver": verbose,
-        }
-        if not address:
-            kwargs["num_cpus"] = workers or os.cpu_count() or 1
-        if verbose:
-            ray.init(address=address, **kwargs)
-        else:
-            # Ray's C++ core prints notices of its own to the terminal (Ray Data's actors keep their
-            # constructor arguments in the object store, ...): only fatal ones, and the one line
-            # that says so, printed while Ray starts, is kept off stderr. Failures still raise.
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-            with _stderr_muted():
-                ray.init(address=address, **kwargs)
+    if raystart.start_ray(ray, address, workers):
         _started_here = True
     return ray
 
@@ -121,7 +90,7 @@ def _data_context(ray: Any) -> Iterator[None]:
     """Ray Data settings for annobridge's own datasets, put back afterwards: the caller's process may
     run datasets of its own, with settings of its own."""
     ctx = ray.data.DataContext.get_current()
-    verbose = _verbose()
+    verbose = raystart.verbose()
     wanted: dict[str, Any] = {"enable_progress_bars": verbose, "print_on_execution_start": verbose}
     saved = {k: getattr(ctx, k) for k in wanted if hasattr(ctx, k)}
     saved_order = ctx.execution_options.preserve_order
@@ -135,20 +104,6 @@ def _data_context(ray: Any) -> Iterator[None]:
         for key, value in saved.items():
             setattr(ctx, key, value)
         ctx.execution_options.preserve_order = saved_order
-
-
-@contextmanager
-def _stderr_muted() -> Iterator[None]:
-    """File descriptor 2 to /dev/null for the block: what C++ code writes there, not only Python."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def shutdown() -> None:
